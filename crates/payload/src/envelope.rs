@@ -1,0 +1,399 @@
+//! The envelope: what ingest must read from a delivery before it can verify and route it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::lenient::Lenient;
+
+/// The routing fields of a delivery, borrowed from the raw body where possible.
+///
+/// Only `id` is required (it is what Showpass signs); every other field is read leniently and
+/// is `None` when missing, null, blank or of an unexpected shape, so a signed delivery is
+/// never refused for the shape of its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub id: Cow<'a, str>,
+    pub event_type: Option<Cow<'a, str>>,
+    pub webhook_event_uuid: Option<Cow<'a, str>>,
+    pub transaction_id: Option<Cow<'a, str>>,
+    pub organization_id: Option<Cow<'a, str>>,
+}
+
+/// Why a body is not a delivery; each maps to a 400 with this text as the detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("body must be a JSON object")]
+    NotObject,
+    #[error("body has no `id` field")]
+    MissingId,
+    #[error("`id` must be a non-empty string")]
+    IdNotString,
+    #[error("`id` appears more than once")]
+    DuplicateId,
+    #[error("body nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// Deepest nesting of arrays and objects accepted. Showpass payloads nest four levels; a
+/// limit keeps every downstream JSON reader (serde_json stops at 128) able to read what we
+/// accept.
+pub const MAX_DEPTH: usize = 64;
+
+/// Whether arrays and objects in `body` nest deeper than [`MAX_DEPTH`] (strings are skipped).
+fn too_deep(body: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+impl<'a> Envelope<'a> {
+    /// Parses the envelope of a raw body. The whole body must be well-formed JSON.
+    pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            // A lone scalar or an array is JSON, but not a delivery; report bad JSON first.
+            return match serde_json::from_slice::<IgnoredAny>(body) {
+                Ok(_) => Err(EnvelopeError::NotObject),
+                Err(e) => Err(EnvelopeError::NotJson(e.to_string())),
+            };
+        }
+        if too_deep(body) {
+            return Err(EnvelopeError::TooDeep);
+        }
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let raw = RawEnvelope::deserialize(&mut de).map_err(classify)?;
+        de.end()
+            .map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        raw.finish()
+    }
+}
+
+/// Maps serde's error text back to our typed causes (serde only carries strings).
+fn classify(e: serde_json::Error) -> EnvelopeError {
+    let text = e.to_string();
+    if text.starts_with(DUPLICATE_ID) {
+        EnvelopeError::DuplicateId
+    } else {
+        EnvelopeError::NotJson(text)
+    }
+}
+
+const DUPLICATE_ID: &str = "showpass: duplicate id";
+
+#[derive(Default)]
+struct RawEnvelope<'a> {
+    /// Outer `None`: no `id` key; inner `None`: an `id` that is not a string.
+    id: Option<Option<Cow<'a, str>>>,
+    event_type: Lenient<'a>,
+    webhook_event_uuid: Lenient<'a>,
+    transaction_id: Lenient<'a>,
+    organization_id: Lenient<'a>,
+}
+
+impl Default for Lenient<'_> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+impl<'a> RawEnvelope<'a> {
+    fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TopVisitor)
+    }
+
+    fn finish(self) -> Result<Envelope<'a>, EnvelopeError> {
+        let id = self
+            .id
+            .ok_or(EnvelopeError::MissingId)?
+            .filter(|id| !id.is_empty())
+            .ok_or(EnvelopeError::IdNotString)?;
+        let keep = |l: Lenient<'a>| match l.0 {
+            Some(Cow::Borrowed(s)) => Some(s.trim()).filter(|s| !s.is_empty()).map(Cow::Borrowed),
+            Some(Cow::Owned(s)) => Some(s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .map(Cow::Owned),
+            None => None,
+        };
+        Ok(Envelope {
+            id,
+            event_type: keep(self.event_type),
+            webhook_event_uuid: keep(self.webhook_event_uuid),
+            transaction_id: keep(self.transaction_id),
+            organization_id: keep(self.organization_id),
+        })
+    }
+}
+
+/// The `id` as signed: a JSON string. Any other JSON value is read (so syntax errors still
+/// surface as such) and reported as not a string.
+struct IdValue<'a>(Option<Cow<'a, str>>);
+
+impl<'de> de::Deserialize<'de> for IdValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A string is the id; anything else is skipped, remembering it was not a string.
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = IdValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(IdValue(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(IdValue(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(IdValue(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(IdValue(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(IdValue(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(IdValue(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(IdValue(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(IdValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(IdValue(None))
+            }
+        }
+        d.deserialize_any(Any)
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = RawEnvelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = RawEnvelope::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "id" => {
+                    if out.id.is_some() {
+                        return Err(de::Error::custom(DUPLICATE_ID));
+                    }
+                    out.id = Some(map.next_value::<IdValue<'de>>()?.0);
+                }
+                "event_type" => out.event_type = map.next_value()?,
+                "webhook_event_uuid" => out.webhook_event_uuid = map.next_value()?,
+                "data" => map.next_value_seed(DataSeed(&mut out))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the two routing fields of `data` into the envelope; a `data` that is not an object
+/// is skipped.
+struct DataSeed<'r, 'de>(&'r mut RawEnvelope<'de>);
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "transaction_id" => self.0.transaction_id = map.next_value()?,
+                "showpass_organization_id" => self.0.organization_id = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC_2023: &str = include_str!("../fixtures/showpass/purchase-doc-2023.json");
+    const DOC_2026: &str = include_str!("../fixtures/showpass/purchase-doc-2026.json");
+
+    #[test]
+    fn both_documented_samples_yield_their_routing_fields() {
+        let e = Envelope::parse(DOC_2023.as_bytes()).unwrap();
+        assert_eq!(e.id, "fd-3bc3-463c-8f41-a92971330c06");
+        assert_eq!(e.event_type.as_deref(), Some("invoice.purchase"));
+        assert_eq!(
+            e.webhook_event_uuid.as_deref(),
+            Some("06d5dc13-2eea-48ad-9f40-2a5bfc9e4c2c")
+        );
+        assert_eq!(e.organization_id.as_deref(), Some("20"));
+        assert_eq!(
+            e.transaction_id.as_deref(),
+            Some("b3-3eb2-405b-b640-39ec45d04fda")
+        );
+
+        let e = Envelope::parse(DOC_2026.as_bytes()).unwrap();
+        assert_eq!(e.id, "f1-1068-4af6-be8f-1222417da0f2");
+        assert_eq!(e.event_type.as_deref(), Some("invoice.purchase"));
+        assert_eq!(e.organization_id.as_deref(), Some("5796"));
+    }
+
+    #[test]
+    fn numeric_organization_ids_are_read_as_text() {
+        let e = Envelope::parse(br#"{"id":"x","data":{"showpass_organization_id":20}}"#).unwrap();
+        assert_eq!(e.organization_id.as_deref(), Some("20"));
+    }
+
+    #[test]
+    fn odd_shapes_of_optional_fields_are_absent_not_errors() {
+        let e = Envelope::parse(
+            br#"{"id":"x","event_type":null,"webhook_event_uuid":{"a":1},"data":"nope"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.event_type, None);
+        assert_eq!(e.webhook_event_uuid, None);
+        assert_eq!(e.organization_id, None);
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let e = Envelope::parse(br#"{"id":"a\"b","event_type":"invoice.\u0070urchase"}"#).unwrap();
+        assert_eq!(e.id, "a\"b");
+        assert_eq!(e.event_type.as_deref(), Some("invoice.purchase"));
+    }
+
+    #[test]
+    fn bodies_that_are_not_deliveries_are_refused_with_their_reason() {
+        let cases: &[(&[u8], fn(&EnvelopeError) -> bool)] = &[
+            (b"", |e| matches!(e, EnvelopeError::NotJson(_))),
+            (b"{", |e| matches!(e, EnvelopeError::NotJson(_))),
+            (b"not json", |e| matches!(e, EnvelopeError::NotJson(_))),
+            (b"[1,2]", |e| *e == EnvelopeError::NotObject),
+            (b"\"id\"", |e| *e == EnvelopeError::NotObject),
+            (b"{}", |e| *e == EnvelopeError::MissingId),
+            (br#"{"id": 5}"#, |e| *e == EnvelopeError::IdNotString),
+            (br#"{"id": null}"#, |e| *e == EnvelopeError::IdNotString),
+            (br#"{"id": ""}"#, |e| *e == EnvelopeError::IdNotString),
+            (br#"{"id": "a", "id": "b"}"#, |e| {
+                *e == EnvelopeError::DuplicateId
+            }),
+            (br#"{"id": "a"} trailing"#, |e| {
+                matches!(e, EnvelopeError::NotJson(_))
+            }),
+        ];
+        for (body, expected) in cases {
+            let err = Envelope::parse(body).unwrap_err();
+            assert!(
+                expected(&err),
+                "{:?} gave {err:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let mut body = br#"{"id":"x","data":"#.to_vec();
+        body.extend(std::iter::repeat_n(b'[', 100_000));
+        body.extend(std::iter::repeat_n(b']', 100_000));
+        body.push(b'}');
+        assert_eq!(Envelope::parse(&body), Err(EnvelopeError::TooDeep));
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_is_fine_and_brackets_in_strings_do_not_count() {
+        let mut body = br#"{"id":"x[[[{{{","data":"#.to_vec();
+        body.extend(std::iter::repeat_n(b'[', MAX_DEPTH - 1));
+        body.extend(std::iter::repeat_n(b']', MAX_DEPTH - 1));
+        body.push(b'}');
+        assert_eq!(Envelope::parse(&body).unwrap().id, "x[[[{{{");
+    }
+
+    /// Out-of-range numbers are valid JSON; only the projector, which reads amounts, may
+    /// refuse them (as a poison event), so ingest keeps the delivery.
+    #[test]
+    fn numbers_out_of_float_range_in_other_fields_are_still_json() {
+        assert!(Envelope::parse(br#"{"id": "a", "n": 1e400, "z": -0}"#).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        assert!(matches!(
+            Envelope::parse(b"{\"id\":\"\xff\xfe\"}"),
+            Err(EnvelopeError::NotJson(_))
+        ));
+    }
+}

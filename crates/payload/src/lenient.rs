@@ -1,0 +1,283 @@
+//! Deserializers that accept the shapes real Showpass traffic takes.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// Parses a money amount written as a string (`"5.84"`, `" 1e2 "`) into an exact decimal.
+pub fn parse_money(s: &str) -> Option<Decimal> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    Decimal::from_str(s)
+        .or_else(|_| Decimal::from_scientific(s))
+        .ok()
+}
+
+/// Formats a float by its shortest round-trip representation, so the JSON number `5.84`
+/// becomes exactly `5.84`, never `5.8399999999999998578914528479799628257751464843750`.
+fn float_text(v: f64) -> String {
+    let mut buf = String::new();
+    use fmt::Write;
+    let _ = write!(buf, "{v}");
+    buf
+}
+
+/// A scalar value read leniently: strings, numbers and booleans become text; null, arrays
+/// and objects become `None` (the value is skipped, so parsing always goes on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lenient<'a>(pub Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for Lenient<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Lenient<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(float_text(v)))))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Borrowed(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Lenient<'_> {
+    /// The text, trimmed, or `None` when absent, null or blank.
+    pub fn text(&self) -> Option<&str> {
+        self.0.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+}
+
+/// Ids: strings or numbers, kept as trimmed text; null, blank or missing become `None`.
+pub(crate) mod id {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let v = Lenient::deserialize(d)?;
+        Ok(v.text().map(str::to_owned))
+    }
+
+    use serde::Deserialize;
+}
+
+/// Optional free text: strings (or numbers, written as text); null or missing become `None`.
+pub(crate) mod text {
+    pub use super::id::deserialize;
+}
+
+/// Money: a JSON number or a decimal string, into an exact [`Decimal`]; null or `""` is `None`.
+pub(crate) mod money {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<Decimal>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a money amount as a number or a decimal string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v.trim().is_empty() {
+                    return Ok(None);
+                }
+                parse_money(v)
+                    .map(Some)
+                    .ok_or_else(|| E::custom(format_args!("invalid money amount {v:?}")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(Decimal::from(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Some(Decimal::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                if !v.is_finite() {
+                    return Err(E::custom("money amount is not finite"));
+                }
+                let text = float_text(v);
+                parse_money(&text)
+                    .map(Some)
+                    .ok_or_else(|| E::custom(format_args!("money amount {text} is out of range")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        d.deserialize_any(V)
+    }
+
+    /// Writes money as a decimal string, as the payload's newer samples do.
+    pub fn serialize<S: serde::Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.collect_str(d),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Booleans as `true`, `"true"`, `"True"`, `1` or `"1"`; null or missing are `None`.
+pub(crate) mod flag {
+    use super::*;
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        let v = Lenient::deserialize(d)?;
+        match v.text().map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(None),
+            Some("true" | "1" | "yes") => Ok(Some(true)),
+            Some("false" | "0" | "no") => Ok(Some(false)),
+            Some(other) => Err(de::Error::custom(format_args!(
+                "expected a boolean, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Defines an enum of known lower-case values with an `Other` fallback, read case-insensitively
+/// and written in lower case, so `"Sale"`, `"SALE"` and `"sale"` are one value and a value
+/// Showpass adds tomorrow is kept rather than refused.
+macro_rules! lenient_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)+
+            /// A value this version does not know, kept as received (trimmed).
+            Other(String),
+        }
+
+        impl $name {
+            /// The canonical lower-case text of this value.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $text,)+
+                    Self::Other(s) => s,
+                }
+            }
+
+            /// Reads a value in any letter case; unknown values become `Other`.
+            pub fn parse(s: &str) -> Self {
+                let s = s.trim();
+                $(if s.eq_ignore_ascii_case($text) { return Self::$variant; })+
+                Self::Other(s.to_owned())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = $crate::lenient::Lenient::deserialize(d)?;
+                match v.text() {
+                    Some(s) => Ok(Self::parse(s)),
+                    None => Err(serde::de::Error::custom(concat!(
+                        "expected a ", stringify!($name), " as text"
+                    ))),
+                }
+            }
+        }
+    };
+}
+pub(crate) use lenient_enum;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct M {
+        #[serde(default, with = "money")]
+        m: Option<Decimal>,
+    }
+
+    fn money_of(json: &str) -> Option<Decimal> {
+        serde_json::from_str::<M>(json).unwrap().m
+    }
+
+    #[test]
+    fn money_reads_numbers_and_strings_exactly() {
+        assert_eq!(money_of(r#"{"m": 107}"#), Some(Decimal::new(107, 0)));
+        assert_eq!(money_of(r#"{"m": "5.84"}"#), Some(Decimal::new(584, 2)));
+        assert_eq!(money_of(r#"{"m": 5.84}"#), Some(Decimal::new(584, 2)));
+        assert_eq!(money_of(r#"{"m": -12.5}"#), Some(Decimal::new(-125, 1)));
+        assert_eq!(money_of(r#"{"m": "1e2"}"#), Some(Decimal::new(100, 0)));
+        assert_eq!(money_of(r#"{"m": " 0.10 "}"#), Some(Decimal::new(10, 2)));
+        assert_eq!(money_of(r#"{"m": -0}"#), Some(Decimal::ZERO));
+    }
+
+    #[test]
+    fn money_absent_null_or_blank_is_none() {
+        assert_eq!(money_of(r#"{}"#), None);
+        assert_eq!(money_of(r#"{"m": null}"#), None);
+        assert_eq!(money_of(r#"{"m": ""}"#), None);
+    }
+
+    #[test]
+    fn money_that_is_not_a_number_is_an_error_not_a_zero() {
+        assert!(serde_json::from_str::<M>(r#"{"m": "abc"}"#).is_err());
+        assert!(serde_json::from_str::<M>(r#"{"m": 1e300}"#).is_err());
+        assert!(serde_json::from_str::<M>(r#"{"m": true}"#).is_err());
+    }
+}
