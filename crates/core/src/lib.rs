@@ -1,1 +1,10 @@
+//! What every showpass service needs: NATS connection and stream provisioning, telemetry,
+//! shutdown, and a secret type that cannot be printed.
+#![forbid(unsafe_code)]
 
+pub mod nats;
+mod secret;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use secret::Secret;

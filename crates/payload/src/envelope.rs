@@ -115,12 +115,6 @@ struct RawEnvelope<'a> {
     organization_id: Lenient<'a>,
 }
 
-impl Default for Lenient<'_> {
-    fn default() -> Self {
-        Lenient(None)
-    }
-}
-
 impl<'a> RawEnvelope<'a> {
     fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_map(TopVisitor)
@@ -337,7 +331,8 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_deliveries_are_refused_with_their_reason() {
-        let cases: &[(&[u8], fn(&EnvelopeError) -> bool)] = &[
+        type Expect = fn(&EnvelopeError) -> bool;
+        let cases: &[(&[u8], Expect)] = &[
             (b"", |e| matches!(e, EnvelopeError::NotJson(_))),
             (b"{", |e| matches!(e, EnvelopeError::NotJson(_))),
             (b"not json", |e| matches!(e, EnvelopeError::NotJson(_))),

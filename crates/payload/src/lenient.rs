@@ -29,7 +29,7 @@ fn float_text(v: f64) -> String {
 
 /// A scalar value read leniently: strings, numbers and booleans become text; null, arrays
 /// and objects become `None` (the value is skipped, so parsing always goes on).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lenient<'a>(pub Option<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> de::Deserialize<'de> for Lenient<'a> {

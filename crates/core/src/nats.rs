@@ -1,0 +1,197 @@
+//! NATS: connecting, and provisioning the two streams idempotently.
+//!
+//! - `{PREFIX}_EVENTS` on `{prefix}.events.>`: the event store. File storage, no age limit
+//!   unless configured, discard *new* when a size limit is reached (refusing a delivery, which
+//!   Showpass retries, is better than dropping history), de-duplication on `Nats-Msg-Id`.
+//! - `{PREFIX}_DELIVERIES` on `{prefix}.deliveries.>`: duplicate and rejected deliveries,
+//!   kept for a limited age.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, stream};
+use showpass_payload::subject;
+
+/// Where NATS is and how the streams are shaped.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// Server URLs, comma-separated.
+    pub url: String,
+    /// First subject token; stream names derive from it.
+    pub prefix: String,
+    /// Stream replicas: 1 on one server, 3 in a cluster.
+    pub replicas: usize,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop a redelivery.
+    pub duplicate_window: Duration,
+    /// Age limit of the events stream; zero keeps events forever.
+    pub events_max_age: Duration,
+    /// Size limit of the events stream in bytes; `None` is unlimited.
+    pub events_max_bytes: Option<i64>,
+    /// Age limit of the deliveries stream.
+    pub deliveries_max_age: Duration,
+}
+
+impl NatsConfig {
+    /// Defaults for a local run against `nats://127.0.0.1:4222`.
+    pub fn local(prefix: impl Into<String>) -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: prefix.into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(24 * 3600),
+            events_max_age: Duration::ZERO,
+            events_max_bytes: None,
+            deliveries_max_age: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+
+    /// Checks what can be checked without a server.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            subject::is_valid_prefix(&self.prefix),
+            "NATS_SUBJECT_PREFIX must be one subject token of letters, digits, '_' or '-' (got {:?})",
+            self.prefix
+        );
+        anyhow::ensure!(
+            (1..=5).contains(&self.replicas),
+            "NATS_STREAM_REPLICAS must be between 1 and 5 (got {})",
+            self.replicas
+        );
+        anyhow::ensure!(
+            !self.duplicate_window.is_zero(),
+            "NATS_DUPLICATE_WINDOW must be longer than zero"
+        );
+        Ok(())
+    }
+
+    pub fn events_stream(&self) -> String {
+        subject::events_stream(&self.prefix)
+    }
+
+    pub fn deliveries_stream(&self) -> String {
+        subject::deliveries_stream(&self.prefix)
+    }
+
+    fn events_config(&self) -> stream::Config {
+        let mut duplicate_window = self.duplicate_window;
+        if !self.events_max_age.is_zero() {
+            // JetStream refuses a window longer than the stream's age limit.
+            duplicate_window = duplicate_window.min(self.events_max_age);
+        }
+        stream::Config {
+            name: self.events_stream(),
+            description: Some("Showpass deliveries: the event store".into()),
+            subjects: vec![subject::events_filter(&self.prefix)],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::New,
+            max_age: self.events_max_age,
+            max_bytes: self.events_max_bytes.unwrap_or(-1),
+            max_messages: -1,
+            num_replicas: self.replicas,
+            duplicate_window,
+            ..Default::default()
+        }
+    }
+
+    fn deliveries_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.deliveries_stream(),
+            description: Some("Duplicate and rejected Showpass deliveries".into()),
+            subjects: vec![subject::deliveries_filter(&self.prefix)],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            max_age: self.deliveries_max_age,
+            max_messages: -1,
+            max_bytes: -1,
+            num_replicas: self.replicas,
+            duplicate_window: Duration::from_secs(120).min(self.deliveries_max_age),
+            ..Default::default()
+        }
+    }
+}
+
+/// Connects to NATS, retrying in the background if the server is not up yet, so a service can
+/// start before NATS and report itself not ready until it connects.
+pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_nats::Client> {
+    let servers = config
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("NATS_URL is not a list of NATS URLs: {:?}", config.url))?;
+    anyhow::ensure!(!servers.is_empty(), "NATS_URL names no server");
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((100 * attempts as u64).min(2_000))
+        })
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                other => tracing::info!(event = %other, "NATS event"),
+            }
+        })
+        .connect(servers)
+        .await
+        .context("connecting to NATS")
+}
+
+/// A JetStream context whose API calls and publish acks time out after `timeout`.
+pub fn jetstream(client: async_nats::Client, timeout: Duration) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(timeout)
+        .build(client)
+}
+
+/// Creates or updates both streams. Safe to run from many replicas at once.
+pub async fn ensure_streams(js: &jetstream::Context, config: &NatsConfig) -> anyhow::Result<()> {
+    for wanted in [config.events_config(), config.deliveries_config()] {
+        let name = wanted.name.clone();
+        match js.create_or_update_stream(wanted.clone()).await {
+            Ok(_) => {}
+            // Another replica created it between our update and create: update again.
+            Err(e) if e.to_string().contains("already in use") => {
+                js.update_stream(wanted)
+                    .await
+                    .with_context(|| format!("updating stream {name}"))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating or updating stream {name}")),
+        }
+        tracing::info!(stream = %name, "stream ready");
+    }
+    Ok(())
+}
+
+/// Like [`ensure_streams`], retrying every second until it succeeds or `cancel` fires.
+pub async fn ensure_streams_until_ready(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        match ensure_streams(js, config).await {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "streams not ready; retrying"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => anyhow::bail!("shut down before the streams were ready"),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Parses durations written like `24h`, `90s`, `30days`, or `0` for none.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (write e.g. 5s, 24h, 30days)"))
+}

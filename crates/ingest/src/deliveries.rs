@@ -1,0 +1,170 @@
+//! Delivery metadata as NATS headers, and the delivery log of duplicates and rejections.
+//!
+//! Accepted deliveries are their own log record: the event message carries every header.
+//! Duplicates and rejections go to `{prefix}.deliveries.{outcome}.{endpoint}` through a bounded
+//! queue and a background publisher, so a flood of bad requests can never slow real
+//! deliveries: when the queue is full the record is dropped and counted.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use showpass_payload::subject::header_value;
+use showpass_payload::{Envelope, sha256_hex};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+
+/// Header names, shared with every consumer of the streams.
+pub mod header {
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    pub const EVENT_TYPE: &str = "Showpass-Event-Type";
+    pub const WEBHOOK_EVENT_UUID: &str = "Showpass-Webhook-Event-Uuid";
+    pub const TRANSACTION_ID: &str = "Showpass-Transaction-Id";
+    pub const ORGANIZATION_ID: &str = "Showpass-Organization-Id";
+    pub const ENDPOINT: &str = "Showpass-Endpoint";
+    pub const RECEIVED_AT: &str = "Showpass-Received-At";
+    pub const DELIVERY_ID: &str = "Showpass-Delivery-Id";
+    pub const REMOTE_ADDR: &str = "Showpass-Remote-Addr";
+    pub const IDEMPOTENCY_KEY: &str = "Showpass-Idempotency-Key";
+    pub const OUTCOME: &str = "Showpass-Outcome";
+    pub const REASON: &str = "Showpass-Reason";
+    pub const DETAIL: &str = "Showpass-Detail";
+    pub const HTTP_STATUS: &str = "Showpass-Http-Status";
+    pub const BODY_SHA256: &str = "Showpass-Body-Sha256";
+    pub const BODY_LENGTH: &str = "Showpass-Body-Length";
+    pub const BODY_TRUNCATED: &str = "Showpass-Body-Truncated";
+    pub const CONTENT_TYPE: &str = "Content-Type";
+}
+
+/// What is known of one HTTP delivery, from its arrival on.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryMeta {
+    pub id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub endpoint: String,
+    pub remote_addr: IpAddr,
+}
+
+impl DeliveryMeta {
+    pub fn new(endpoint: &str, remote_addr: IpAddr) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            received_at: Utc::now(),
+            endpoint: header_value(endpoint).into_owned(),
+            remote_addr,
+        }
+    }
+
+    /// The headers every record of this delivery carries, with what the envelope tells.
+    pub fn headers(&self, envelope: Option<&Envelope<'_>>, key: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(key) = key {
+            h.insert(header::MSG_ID, key);
+            h.insert(header::IDEMPOTENCY_KEY, key);
+        }
+        if let Some(e) = envelope {
+            let fields = [
+                (header::EVENT_TYPE, e.event_type.as_deref()),
+                (header::WEBHOOK_EVENT_UUID, e.webhook_event_uuid.as_deref()),
+                (header::TRANSACTION_ID, e.transaction_id.as_deref()),
+                (header::ORGANIZATION_ID, e.organization_id.as_deref()),
+            ];
+            for (name, value) in fields {
+                if let Some(v) = value {
+                    h.insert(name, header_value(v).as_ref());
+                }
+            }
+        }
+        h.insert(header::ENDPOINT, self.endpoint.as_str());
+        h.insert(
+            header::RECEIVED_AT,
+            self.received_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .as_str(),
+        );
+        h.insert(header::DELIVERY_ID, self.id.to_string().as_str());
+        h.insert(header::REMOTE_ADDR, self.remote_addr.to_string().as_str());
+        h.insert(header::CONTENT_TYPE, "application/json");
+        h
+    }
+}
+
+/// One record for the deliveries stream.
+pub(crate) struct Record {
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Describes the body a record keeps: all of it for duplicates (so a conflicting resend can be
+/// found), at most a prefix for rejections.
+pub(crate) fn record_body(headers: &mut HeaderMap, body: &Bytes, keep: usize) -> Bytes {
+    headers.insert(header::BODY_SHA256, sha256_hex(body).as_str());
+    headers.insert(header::BODY_LENGTH, body.len().to_string().as_str());
+    if body.len() > keep {
+        headers.insert(header::BODY_TRUNCATED, "true");
+        body.slice(..keep)
+    } else {
+        body.clone()
+    }
+}
+
+/// The sending side of the delivery log.
+#[derive(Clone)]
+pub(crate) struct DeliveryLog {
+    tx: mpsc::Sender<Record>,
+    metrics: Arc<Metrics>,
+}
+
+impl DeliveryLog {
+    /// Queues a record; never waits. A full queue drops it (counted and logged).
+    pub fn record(&self, record: Record) {
+        if let Err(e) = self.tx.try_send(record) {
+            self.metrics.log_dropped.inc();
+            let subject = match &e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => {
+                    r.subject.clone()
+                }
+            };
+            tracing::warn!(%subject, "delivery log queue full; record dropped");
+        }
+    }
+}
+
+/// Starts the background publisher. It ends when every [`DeliveryLog`] is dropped and the
+/// queue is drained.
+pub(crate) fn spawn(
+    js: jetstream::Context,
+    capacity: usize,
+    ack_timeout: Duration,
+    metrics: Arc<Metrics>,
+) -> (DeliveryLog, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Record>(capacity);
+    let task = tokio::spawn(async move {
+        let mut acks = tokio::task::JoinSet::new();
+        while let Some(r) = rx.recv().await {
+            let subject = r.subject.clone();
+            match js.publish_with_headers(r.subject, r.headers, r.body).await {
+                Ok(ack) => {
+                    acks.spawn(async move {
+                        match tokio::time::timeout(ack_timeout, ack.into_future()).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => tracing::warn!(%subject, error = %e, "delivery log record not stored"),
+                            Err(_) => tracing::warn!(%subject, "delivery log record not acknowledged in time"),
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(%subject, error = %e, "delivery log record not published"),
+            }
+            while acks.try_join_next().is_some() {}
+        }
+        while acks.join_next().await.is_some() {}
+    });
+    (DeliveryLog { tx, metrics }, task)
+}
