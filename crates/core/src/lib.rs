@@ -8,3 +8,4 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use secret::Secret;
+pub use tokio_util::sync::CancellationToken;

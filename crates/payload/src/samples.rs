@@ -9,6 +9,11 @@ use serde_json::{Value, json};
 
 use crate::EventType;
 
+/// Showpass's documented 2023 sample: numbers for money, capitalised enums.
+pub const DOC_2023: &[u8] = include_bytes!("../fixtures/showpass/purchase-doc-2023.json");
+/// Showpass's documented 2026 sample: strings for money, lower-case enums.
+pub const DOC_2026: &[u8] = include_bytes!("../fixtures/showpass/purchase-doc-2026.json");
+
 /// Which sample to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SampleKind {

@@ -1,0 +1,156 @@
+//! Command-line and environment configuration, validated into each crate's typed config.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use showpass_core::nats::{self, NatsConfig, parse_duration};
+use showpass_ingest::{Allowlist, Endpoints, IngestConfig};
+
+/// Where NATS is and how the streams are shaped.
+#[derive(Args, Debug, Clone)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// First subject token; stream names derive from it (`showpass` gives SHOWPASS_EVENTS).
+    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "showpass")]
+    pub subject_prefix: String,
+    /// Stream replicas: 1 on one server, 3 in a cluster.
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// How long JetStream remembers an idempotency key to drop redeliveries.
+    #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub duplicate_window: Duration,
+    /// Age limit of the events stream (0: keep forever; it is the event store).
+    #[arg(long, env = "NATS_EVENTS_MAX_AGE", default_value = "0", value_parser = parse_duration)]
+    pub events_max_age: Duration,
+    /// Size limit of the events stream in bytes (unset: unlimited). When full, new
+    /// deliveries are refused with 503 rather than old events dropped.
+    #[arg(long, env = "NATS_EVENTS_MAX_BYTES")]
+    pub events_max_bytes: Option<i64>,
+    /// Age limit of the deliveries stream (duplicates and rejections).
+    #[arg(long, env = "NATS_DELIVERIES_MAX_AGE", default_value = "30days", value_parser = parse_duration)]
+    pub deliveries_max_age: Duration,
+}
+
+impl NatsArgs {
+    pub fn config(&self) -> anyhow::Result<NatsConfig> {
+        let config = NatsConfig {
+            url: self.nats_url.clone(),
+            prefix: self.subject_prefix.clone(),
+            replicas: self.stream_replicas,
+            duplicate_window: self.duplicate_window,
+            events_max_age: self.events_max_age,
+            events_max_bytes: self.events_max_bytes,
+            deliveries_max_age: self.deliveries_max_age,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `showpass ingest`.
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Listen address.
+    #[arg(long, env = "INGEST_ADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+    /// Secret(s) of the default endpoint, comma-separated during a rotation.
+    #[arg(long, env = "SHOWPASS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Named endpoints: `name=secret[|newsecret],other=secret`.
+    #[arg(long, env = "SHOWPASS_ENDPOINTS", hide_env_values = true)]
+    pub endpoints: Option<String>,
+    /// Largest body accepted, in bytes.
+    #[arg(long, env = "INGEST_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// How long to wait for JetStream's ack before answering 503.
+    #[arg(long, env = "INGEST_PUBLISH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
+    /// How long one request may take, reading its body included.
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Allowed source addresses: CIDRs, addresses, or `showpass` for Showpass's published
+    /// addresses, comma-separated. Unset: everyone may deliver.
+    #[arg(long, env = "INGEST_ALLOWLIST")]
+    pub allowlist: Option<String>,
+    /// Proxies whose X-Forwarded-For is believed (CIDRs or addresses, comma-separated).
+    #[arg(long, env = "INGEST_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// How many bytes of a rejected body the delivery log keeps.
+    #[arg(long, env = "INGEST_REJECTED_BODY_PREFIX", default_value_t = 256)]
+    pub rejected_body_prefix: usize,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+impl IngestArgs {
+    pub fn load(self) -> anyhow::Result<(IngestConfig, SocketAddr)> {
+        let endpoints =
+            Endpoints::parse(self.webhook_secret.as_deref(), self.endpoints.as_deref())?;
+        let allowlist = match (&self.allowlist, &self.trusted_proxies) {
+            (None, None) => None,
+            (a, p) => Some(Allowlist::parse(
+                a.as_deref().unwrap_or_default(),
+                p.as_deref(),
+            )?),
+        };
+        anyhow::ensure!(self.body_limit > 0, "INGEST_BODY_LIMIT must be positive");
+        anyhow::ensure!(
+            !self.publish_timeout.is_zero() && self.publish_timeout < self.request_timeout,
+            "INGEST_PUBLISH_TIMEOUT must be positive and shorter than INGEST_REQUEST_TIMEOUT"
+        );
+        let config = IngestConfig {
+            nats: self.nats.config()?,
+            endpoints,
+            body_limit: self.body_limit,
+            publish_timeout: self.publish_timeout,
+            request_timeout: self.request_timeout,
+            allowlist,
+            rejected_body_prefix: self.rejected_body_prefix,
+        };
+        Ok((config, self.addr))
+    }
+}
+
+/// `showpass migrate`.
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// How long to wait for NATS before giving up.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub wait: Duration,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+impl MigrateArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let config = self.nats.config()?;
+        let client = nats::connect(&config, "showpass-migrate").await?;
+        let js = nats::jetstream(client, Duration::from_secs(5));
+        let cancel = cancel_after(self.wait);
+        nats::ensure_streams_until_ready(&js, &config, &cancel)
+            .await
+            .with_context(|| format!("provisioning streams on {}", config.url))?;
+        println!(
+            "streams ready: {} ({}), {} ({})",
+            config.events_stream(),
+            showpass_payload::subject::events_filter(&config.prefix),
+            config.deliveries_stream(),
+            showpass_payload::subject::deliveries_filter(&config.prefix),
+        );
+        Ok(())
+    }
+}
+
+fn cancel_after(after: Duration) -> showpass_core::CancellationToken {
+    let token = showpass_core::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,300 @@
+//! Test harness: a real `showpass ingest` on 127.0.0.1:0 against a real NATS, with its own
+//! subject prefix and streams, removed when the test ends.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream::Stream};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use showpass_core::nats::NatsConfig;
+use showpass_ingest::IngestConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-secret-9f1c2e";
+pub use showpass_payload::samples::{DOC_2023, DOC_2026};
+
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A unique subject prefix, so tests run in parallel without meeting.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A running ingest.
+pub struct TestIngest {
+    pub addr: SocketAddr,
+    pub config: IngestConfig,
+    pub js: jetstream::Context,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestIngest {
+    /// Starts ingest with the default test configuration.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts ingest after `tweak` adjusts its configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut IngestConfig)) -> Self {
+        let mut nats = NatsConfig::local(unique_prefix());
+        nats.url = nats_url();
+        let mut config = IngestConfig::local(nats, SECRET);
+        config.publish_timeout = Duration::from_secs(2);
+        tweak(&mut config);
+        Self::start_config(config).await
+    }
+
+    pub async fn start_config(config: IngestConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(showpass_ingest::run(
+            config.clone(),
+            listener,
+            shutdown.clone(),
+        ));
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(config.nats.url.as_str())
+            .await
+            .unwrap();
+        let js = jetstream::new(client);
+        let ingest = Self {
+            addr,
+            config,
+            js,
+            shutdown,
+            task: Some(task),
+        };
+        ingest.wait_until_ready().await;
+        ingest
+    }
+
+    async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if let Ok((StatusCode::OK, _)) = get(self.addr, "/readyz").await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("ingest did not become ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs `body` signed for its `id` with `secret` to the default endpoint.
+    pub async fn deliver(&self, body: &[u8]) -> (StatusCode, serde_json::Value) {
+        self.deliver_to("/webhooks/showpass", body, SECRET).await
+    }
+
+    pub async fn deliver_to(
+        &self,
+        path: &str,
+        body: &[u8],
+        secret: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let id = showpass_payload::Envelope::parse(body)
+            .unwrap()
+            .id
+            .into_owned();
+        let sig = showpass_payload::signature::sign(secret.as_bytes(), &id);
+        post(
+            self.addr,
+            path,
+            &[("X-SHOWPASS-SIGNATURE", sig.as_str())],
+            body.to_vec(),
+        )
+        .await
+    }
+
+    pub async fn events(&self) -> Stream {
+        self.js
+            .get_stream(self.config.nats.events_stream())
+            .await
+            .unwrap()
+    }
+
+    pub async fn deliveries(&self) -> Stream {
+        self.js
+            .get_stream(self.config.nats.deliveries_stream())
+            .await
+            .unwrap()
+    }
+
+    /// The token that stops ingest gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops ingest gracefully and waits until it has stopped. The streams stay until drop.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestIngest {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let js = self.js.clone();
+        let streams = [
+            self.config.nats.events_stream(),
+            self.config.nats.deliveries_stream(),
+        ];
+        // Drop cannot await; clean up on a thread of its own so a failing test cleans up too.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                for s in streams {
+                    let _ = js.delete_stream(s).await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// Number of messages a stream holds (read fresh).
+pub async fn count(stream: &mut Stream) -> u64 {
+    stream.info().await.unwrap().state.messages
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(StatusCode, String)> {
+    let (status, body) = request(addr, "GET", path, &[], Bytes::new()).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, serde_json::Value) {
+    let (status, body) = request(addr, "POST", path, headers, Bytes::from(body))
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| panic!("answer is not JSON: {}", String::from_utf8_lossy(&body)));
+    (status, json)
+}
+
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender.send_request(req.body(Full::new(body))?).await?;
+    let status = resp.status();
+    Ok((status, resp.into_body().collect().await?.to_bytes()))
+}
+
+/// A nats-server of the test's own (temp store, free port) that it may kill and restart.
+pub struct PrivateNats {
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = Self {
+            port,
+            store: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        n.restart();
+        n
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nats-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("private nats-server did not start");
+    }
+
+    /// SIGKILL: no goodbye to clients.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn nats_server_binary() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
+        [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nats-server")
+        .to_owned()
+    })
+}
