@@ -16,7 +16,7 @@ use showpass_payload::{Envelope, idempotency_key, signature, subject};
 
 use crate::DEFAULT_ENDPOINT;
 use crate::deliveries::{DeliveryMeta, Record, header as h, record_body};
-use crate::server::AppState;
+use crate::server::{AppState, Inner};
 
 /// Why a delivery was not accepted: the HTTP status, a stable reason code, and a detail.
 #[derive(Debug)]
@@ -72,8 +72,11 @@ pub(crate) async fn receive_named(
     receive(state, endpoint, req).await
 }
 
+// The span is at debug level: at the default `info` it costs nothing per request, and every
+// event worth seeing at `info` or above carries the delivery id and endpoint itself.
 #[tracing::instrument(
     name = "delivery",
+    level = "debug",
     skip_all,
     fields(endpoint = %endpoint, delivery_id = tracing::field::Empty, outcome = tracing::field::Empty)
 )]
@@ -197,7 +200,7 @@ async fn read_body(
     }
 }
 
-impl AppState {
+impl Inner {
     /// Answers a refusal and records it on the deliveries stream.
     fn refuse(
         &self,
@@ -207,7 +210,15 @@ impl AppState {
         r: Refusal,
     ) -> Response {
         tracing::Span::current().record("outcome", "rejected");
-        tracing::warn!(status = r.status.as_u16(), reason = r.reason, detail = %r.detail, "delivery rejected");
+        tracing::warn!(
+            endpoint = %meta.endpoint,
+            delivery_id = %meta.id,
+            remote_addr = %meta.remote_addr,
+            status = r.status.as_u16(),
+            reason = r.reason,
+            detail = %r.detail,
+            "delivery rejected"
+        );
         self.metrics.request("rejected", r.reason);
         let mut headers = meta.headers(envelope, None);
         headers.insert(h::OUTCOME, "rejected");
@@ -303,8 +314,8 @@ impl AppState {
         let uuid = envelope.webhook_event_uuid.as_deref();
         if ack.duplicate {
             tracing::Span::current().record("outcome", "duplicate");
-            tracing::info!(idempotency_key = %key, "duplicate delivery");
-            self.metrics.request("duplicate", "already_accepted");
+            tracing::info!(endpoint = %meta.endpoint, delivery_id = %meta.id, idempotency_key = %key, "duplicate delivery");
+            self.metrics.duplicate.inc();
             let mut headers = meta.headers(Some(envelope), None);
             headers.insert(h::IDEMPOTENCY_KEY, key.as_str());
             headers.insert(h::OUTCOME, "duplicate");
@@ -334,7 +345,7 @@ impl AppState {
         }
         tracing::Span::current().record("outcome", "accepted");
         tracing::debug!(sequence = ack.sequence, "delivery accepted");
-        self.metrics.request("accepted", "published");
+        self.metrics.accepted.inc();
         json(
             StatusCode::ACCEPTED,
             &Answer {

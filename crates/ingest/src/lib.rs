@@ -15,4 +15,4 @@ mod server;
 
 pub use allowlist::{Allowlist, SHOWPASS_ADDRESSES};
 pub use config::{ConfigError, DEFAULT_ENDPOINT, Endpoints, IngestConfig};
-pub use server::{AppState, router, run};
+pub use server::run;

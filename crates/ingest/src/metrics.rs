@@ -12,6 +12,9 @@ type Labels = [(&'static str, &'static str); 2];
 pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
+    /// The hot paths' counters, resolved once instead of looked up per request.
+    pub accepted: Counter,
+    pub duplicate: Counter,
     pub publish_seconds: Histogram,
     pub log_dropped: Counter,
 }
@@ -38,9 +41,17 @@ impl Metrics {
             "Delivery-log records dropped because the log's queue was full",
             log_dropped.clone(),
         );
+        let accepted = requests
+            .get_or_create(&[("outcome", "accepted"), ("reason", "published")])
+            .clone();
+        let duplicate = requests
+            .get_or_create(&[("outcome", "duplicate"), ("reason", "already_accepted")])
+            .clone();
         Self {
             registry,
             requests,
+            accepted,
+            duplicate,
             publish_seconds,
             log_dropped,
         }

@@ -23,18 +23,27 @@ use crate::deliveries::{self, DeliveryLog};
 use crate::handler::{receive_default, receive_named};
 use crate::metrics::Metrics;
 
-/// Shared by every request.
+/// Shared by every request; one `Arc`, so handing it to a request is one atomic increment.
 #[derive(Clone)]
-pub struct AppState {
-    pub(crate) config: Arc<IngestConfig>,
+pub(crate) struct AppState(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) config: IngestConfig,
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) log: DeliveryLog,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
 /// The routes of ingest.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     // Backstop for anything the handler's own deadlines do not cover.
     let deadline = state.config.request_timeout + Duration::from_secs(1);
     Router::new()
@@ -69,13 +78,13 @@ pub async fn run(
     let (log, log_task) =
         deliveries::spawn(js.clone(), 10_000, config.publish_timeout, metrics.clone());
     let endpoints: Vec<_> = config.endpoints.names().map(str::to_owned).collect();
-    let state = AppState {
-        config: Arc::new(config),
+    let state = AppState(Arc::new(Inner {
+        config,
         client: client.clone(),
         js,
         metrics,
         log,
-    };
+    }));
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;

@@ -1,0 +1,308 @@
+//! The ingest benchmark: HTTP deliveries through `showpass ingest`, beside bare publishes.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::HeaderMap;
+use showpass_core::nats::{self, NatsConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::payloads::Payloads;
+use crate::stats::Run;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Deliveries per phase and round.
+    #[arg(long, default_value_t = 50_000)]
+    count: u64,
+    /// Rounds of (bare publish, ingest), interleaved so machine noise hits both; the median
+    /// round is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: u64,
+    /// Requests (and acks) in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: u64,
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// The showpass binary to run (default: the one beside this benchmark).
+    #[arg(long)]
+    showpass_bin: Option<PathBuf>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let secret = format!("bench-{run_id}");
+    let payloads = Arc::new(Payloads::new(&secret));
+    println!(
+        "ingest benchmark: {} deliveries of {} bytes per phase, concurrency {}",
+        args.count,
+        payloads.size(),
+        args.concurrency
+    );
+
+    let mut bare_config = NatsConfig::local(format!("benchbare{run_id}"));
+    bare_config.url = args.nats_url.clone();
+    let client = nats::connect(&bare_config, "showpass-bench").await?;
+    let js = nats::jetstream(client.clone(), Duration::from_secs(10));
+    nats::ensure_streams(&js, &bare_config).await?;
+
+    let ingest_prefix = format!("bench{run_id}");
+    let addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?
+    };
+    let bin = args.showpass_bin.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .expect("own path")
+            .with_file_name("showpass")
+    });
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("ingest")
+        .env("INGEST_ADDR", addr.to_string())
+        .env("SHOWPASS_WEBHOOK_SECRET", &secret)
+        .env("NATS_URL", &args.nats_url)
+        .env("NATS_SUBJECT_PREFIX", &ingest_prefix)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (build it: cargo build --release --bins)",
+                bin.display()
+            )
+        })?;
+    let pid = child.id().context("ingest pid")?;
+    wait_ready(addr).await?;
+
+    let result = async {
+        // Warm up both paths, then measure the bare loop and ingest back to back, in rounds.
+        publish_loop(&js, &bare_config.prefix, &payloads, 1_000_000_000, 5_000, args.concurrency).await?;
+        http_loop(addr, &payloads, 1_000_000_000, 5_000, args.concurrency).await?;
+        println!();
+        println!("| round | bare publish/s | bare p50 ms | bare p99 ms | ingest deliveries/s | ingest p50 ms | ingest p99 ms | ingest/bare |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let mut rounds = Vec::new();
+        for round in 0..args.rounds {
+            let first = round * args.count;
+            let mut bare = publish_loop(&js, &bare_config.prefix, &payloads, first, args.count, args.concurrency).await?;
+            let mut http = http_loop(addr, &payloads, first, args.count, args.concurrency).await?;
+            let r = Round {
+                bare_rate: bare.rate(),
+                bare_p50: bare.percentile_ms(50.0),
+                bare_p99: bare.percentile_ms(99.0),
+                rate: http.rate(),
+                p50: http.percentile_ms(50.0),
+                p99: http.percentile_ms(99.0),
+            };
+            println!(
+                "| {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1}% |",
+                round + 1, r.bare_rate, r.bare_p50, r.bare_p99, r.rate, r.p50, r.p99, r.ratio()
+            );
+            rounds.push(r);
+        }
+        let (hwm, rss) = memory(pid)?;
+        rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let m = &rounds[rounds.len() / 2];
+        let mut ratios: Vec<f64> = rounds.iter().map(Round::ratio).collect();
+        ratios.sort_by(f64::total_cmp);
+        println!();
+        println!(
+            "median round: ingest {:.0} deliveries/s (p50 {:.2} ms, p99 {:.2} ms), bare {:.0}/s; \
+             median ingest/bare {:.1}%; ingest peak RSS {:.1} MB (now {:.1} MB)",
+            m.rate, m.p50, m.p99, m.bare_rate, ratios[ratios.len() / 2], hwm as f64 / 1e6, rss as f64 / 1e6
+        );
+        anyhow::Ok(())
+    }
+    .await;
+
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let mut ingest_config = NatsConfig::local(ingest_prefix);
+    ingest_config.url = args.nats_url.clone();
+    for config in [&bare_config, &ingest_config] {
+        let _ = js.delete_stream(config.events_stream()).await;
+        let _ = js.delete_stream(config.deliveries_stream()).await;
+    }
+    result
+}
+
+struct Round {
+    bare_rate: f64,
+    bare_p50: f64,
+    bare_p99: f64,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.rate / self.bare_rate * 100.0
+    }
+}
+
+async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if let Ok(mut s) = TcpStream::connect(addr).await {
+            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await?;
+            if out.starts_with("HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("ingest did not become ready at {addr}")
+}
+
+/// Peak and current resident set size of a process, in bytes.
+fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    Ok((field("VmHWM:"), field("VmRSS:")))
+}
+
+/// `concurrency` publishers, each awaiting its ack before the next: that many acks in flight.
+async fn publish_loop(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    payloads: &Arc<Payloads>,
+    first: u64,
+    count: u64,
+    concurrency: u64,
+) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let (js, payloads, subject) = (
+            js.clone(),
+            payloads.clone(),
+            format!("{prefix}.events.20.invoice.purchase"),
+        );
+        tasks.spawn(async move {
+            let mut lat = Vec::with_capacity((count / concurrency + 1) as usize);
+            let mut i = first + w;
+            while i < first + count {
+                let (body, _) = payloads.get(i);
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Msg-Id", format!("bare-{i}").as_str());
+                let t = Instant::now();
+                js.publish_with_headers(subject.clone(), headers, body.into())
+                    .await?
+                    .await?;
+                lat.push(t.elapsed().as_micros() as u32);
+                i += concurrency;
+            }
+            anyhow::Ok(lat)
+        });
+    }
+    collect(tasks, started).await
+}
+
+/// `concurrency` keep-alive HTTP/1.1 connections, each sending its next delivery when the last
+/// is answered. Requests are written and answers read by hand to keep the client cheap.
+async fn http_loop(
+    addr: SocketAddr,
+    payloads: &Arc<Payloads>,
+    first: u64,
+    count: u64,
+    concurrency: u64,
+) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let payloads = payloads.clone();
+        tasks.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut lat = Vec::with_capacity((count / concurrency + 1) as usize);
+            let (mut req, mut buf) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
+            let mut i = first + w;
+            while i < first + count {
+                let (body, sig) = payloads.get(i);
+                req.clear();
+                write!(
+                    req,
+                    "POST /webhooks/showpass HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nX-SHOWPASS-SIGNATURE: {sig}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )?;
+                req.extend_from_slice(body.as_bytes());
+                let t = Instant::now();
+                stream.write_all(&req).await?;
+                let status = read_response(&mut stream, &mut buf).await?;
+                lat.push(t.elapsed().as_micros() as u32);
+                anyhow::ensure!(status == 202, "delivery {i} answered {status}");
+                i += concurrency;
+            }
+            anyhow::Ok(lat)
+        });
+    }
+    collect(tasks, started).await
+}
+
+async fn collect(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<Vec<u32>>>,
+    started: Instant,
+) -> anyhow::Result<Run> {
+    let mut latencies_us = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        latencies_us.extend(r??);
+    }
+    Ok(Run {
+        latencies_us,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Reads one HTTP/1.1 answer (with Content-Length) and returns its status code.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end])?;
+            let status: u16 = head.get(9..12).context("status line")?.parse()?;
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + length;
+            while buf.len() < total {
+                read_more(stream, buf).await?;
+            }
+            buf.drain(..total);
+            return Ok(status);
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    let mut chunk = [0u8; 4096];
+    let n = stream.read(&mut chunk).await?;
+    anyhow::ensure!(n > 0, "connection closed");
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

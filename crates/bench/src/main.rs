@@ -1,0 +1,37 @@
+//! `showpass-bench`: measured figures for docs/benchmarks.md.
+//!
+//! `showpass-bench ingest` drives a real `showpass ingest` (the release binary beside this one)
+//! and NATS with unique ~3 KB signed deliveries at a fixed concurrency, and in the same run a
+//! bare JetStream publish loop with the same payloads and the same number of acks in flight.
+#![forbid(unsafe_code)]
+
+mod ingest;
+mod payloads;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "showpass-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// ingest + NATS over HTTP, beside a bare JetStream publish loop.
+    Ingest(ingest::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Ingest(args) => ingest::run(args).await,
+        }
+    })
+}
