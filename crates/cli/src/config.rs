@@ -12,26 +12,26 @@ use showpass_ingest::{Allowlist, Endpoints, IngestConfig};
 #[derive(Args, Debug, Clone)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long = "nats-url", env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// First subject token; stream names derive from it (`showpass` gives SHOWPASS_EVENTS).
-    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "showpass")]
+    #[arg(long = "nats-subject-prefix", env = "NATS_SUBJECT_PREFIX", default_value = "showpass")]
     pub subject_prefix: String,
     /// Stream replicas: 1 on one server, 3 in a cluster.
-    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    #[arg(long = "nats-stream-replicas", env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
     /// How long JetStream remembers an idempotency key to drop redeliveries.
-    #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long = "nats-duplicate-window", env = "NATS_DUPLICATE_WINDOW", default_value = "24h", value_parser = parse_duration)]
     pub duplicate_window: Duration,
     /// Age limit of the events stream (0: keep forever; it is the event store).
-    #[arg(long, env = "NATS_EVENTS_MAX_AGE", default_value = "0", value_parser = parse_duration)]
+    #[arg(long = "nats-events-max-age", env = "NATS_EVENTS_MAX_AGE", default_value = "0", value_parser = parse_duration)]
     pub events_max_age: Duration,
     /// Size limit of the events stream in bytes (unset: unlimited). When full, new
     /// deliveries are refused with 503 rather than old events dropped.
-    #[arg(long, env = "NATS_EVENTS_MAX_BYTES")]
+    #[arg(long = "nats-events-max-bytes", env = "NATS_EVENTS_MAX_BYTES")]
     pub events_max_bytes: Option<i64>,
     /// Age limit of the deliveries stream (duplicates and rejections).
-    #[arg(long, env = "NATS_DELIVERIES_MAX_AGE", default_value = "30days", value_parser = parse_duration)]
+    #[arg(long = "nats-deliveries-max-age", env = "NATS_DELIVERIES_MAX_AGE", default_value = "30days", value_parser = parse_duration)]
     pub deliveries_max_age: Duration,
 }
 
@@ -55,32 +55,32 @@ impl NatsArgs {
 #[derive(Args, Debug)]
 pub struct IngestArgs {
     /// Listen address.
-    #[arg(long, env = "INGEST_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long = "ingest-addr", env = "INGEST_ADDR", default_value = "0.0.0.0:8080")]
     pub addr: SocketAddr,
     /// Secret(s) of the default endpoint, comma-separated during a rotation.
-    #[arg(long, env = "SHOWPASS_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long = "showpass-webhook-secret", env = "SHOWPASS_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
     /// Named endpoints: `name=secret[|newsecret],other=secret`.
-    #[arg(long, env = "SHOWPASS_ENDPOINTS", hide_env_values = true)]
+    #[arg(long = "showpass-endpoints", env = "SHOWPASS_ENDPOINTS", hide_env_values = true)]
     pub endpoints: Option<String>,
     /// Largest body accepted, in bytes.
-    #[arg(long, env = "INGEST_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    #[arg(long = "ingest-body-limit", env = "INGEST_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
     /// How long to wait for JetStream's ack before answering 503.
-    #[arg(long, env = "INGEST_PUBLISH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long = "ingest-publish-timeout", env = "INGEST_PUBLISH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub publish_timeout: Duration,
     /// How long one request may take, reading its body included.
-    #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long = "ingest-request-timeout", env = "INGEST_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// Allowed source addresses: CIDRs, addresses, or `showpass` for Showpass's published
     /// addresses, comma-separated. Unset: everyone may deliver.
-    #[arg(long, env = "INGEST_ALLOWLIST")]
+    #[arg(long = "ingest-allowlist", env = "INGEST_ALLOWLIST")]
     pub allowlist: Option<String>,
     /// Proxies whose X-Forwarded-For is believed (CIDRs or addresses, comma-separated).
-    #[arg(long, env = "INGEST_TRUSTED_PROXIES")]
+    #[arg(long = "ingest-trusted-proxies", env = "INGEST_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
     /// How many bytes of a rejected body the delivery log keeps.
-    #[arg(long, env = "INGEST_REJECTED_BODY_PREFIX", default_value_t = 256)]
+    #[arg(long = "ingest-rejected-body-prefix", env = "INGEST_REJECTED_BODY_PREFIX", default_value_t = 256)]
     pub rejected_body_prefix: usize,
     #[command(flatten)]
     pub nats: NatsArgs,

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod http;
 mod send;
 
 use anyhow::Context as _;
@@ -32,6 +33,12 @@ enum Command {
     Migrate(config::MigrateArgs),
     /// Sign a payload (a file or a built-in sample) and POST it, as Showpass would.
     Send(send::SendArgs),
+    /// Exit 0 if a service answers 200 on its health URL (for container health checks).
+    Healthcheck {
+        /// The URL to check.
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,5 +69,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Migrate(args) => args.run().await,
         Command::Send(args) => send::run(args).await,
+        Command::Healthcheck { url } => {
+            let (status, body) = http::request("GET", &url, &[], bytes::Bytes::new()).await?;
+            anyhow::ensure!(
+                status == hyper::StatusCode::OK,
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            Ok(())
+        }
     }
 }

@@ -1,18 +1,14 @@
 //! `showpass send`: sign a delivery as Showpass does and POST it.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper_util::rt::TokioIo;
 use showpass_payload::samples::{SampleIds, SampleKind, sample};
 use showpass_payload::{Envelope, signature};
-use tokio::net::TcpStream;
+
+use crate::http;
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
@@ -97,46 +93,13 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let (status, answer) = post(&args.url, &sig, Bytes::from(body)).await?;
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-showpass-signature", sig.as_str()),
+    ];
+    let (status, answer) = http::request("POST", &args.url, &headers, Bytes::from(body)).await?;
     println!("HTTP {status}");
     println!("{}", String::from_utf8_lossy(&answer));
     anyhow::ensure!(status.is_success(), "ingest answered {status}");
     Ok(())
-}
-
-/// POSTs a signed body over plain HTTP/1.1 and returns the status and body of the answer.
-pub async fn post(url: &str, sig: &str, body: Bytes) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
-    let uri: hyper::Uri = url
-        .parse()
-        .with_context(|| format!("{url:?} is not a URL"))?;
-    anyhow::ensure!(
-        uri.scheme_str() == Some("http"),
-        "send speaks plain http://; for https use --dry-run and run the curl command it prints"
-    );
-    let host = uri.host().context("the URL has no host")?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let authority = uri
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| host.clone());
-    let stream = tokio::time::timeout(
-        Duration::from_secs(10),
-        TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .with_context(|| format!("connecting to {authority} timed out"))?
-    .with_context(|| format!("connecting to {authority}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = Request::post(uri)
-        .header(HOST, authority)
-        .header(CONTENT_TYPE, "application/json")
-        .header("X-SHOWPASS-SIGNATURE", sig)
-        .body(Full::new(body))?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
-        .await
-        .context("no answer within 30s")??;
-    let status = resp.status();
-    let answer = resp.into_body().collect().await?.to_bytes();
-    Ok((status, answer))
 }

@@ -1,0 +1,193 @@
+//! The `showpass` binary as a user runs it.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_showpass");
+
+fn showpass(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("SHOWPASS_WEBHOOK_SECRET")
+        .env_remove("SHOWPASS_ENDPOINTS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn ingest_refuses_to_start_without_a_secret_and_names_the_variable() {
+    let o = showpass(&["ingest"], &[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("SHOWPASS_WEBHOOK_SECRET"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_variable_and_never_the_secret() {
+    let secret = ("SHOWPASS_WEBHOOK_SECRET", "very-secret-value");
+    for (var, value) in [
+        ("NATS_SUBJECT_PREFIX", "a.b"),
+        ("INGEST_ALLOWLIST", "10.0.0.0/99"),
+        ("NATS_DUPLICATE_WINDOW", "forever"),
+        ("SHOWPASS_ENDPOINTS", "box office=very-secret-value"),
+        ("INGEST_ADDR", "not-an-address"),
+    ] {
+        let o = showpass(&["ingest"], &[secret, (var, value)]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{var}");
+        assert!(
+            err.contains(var)
+                || err.contains(&var.to_lowercase().replace('_', "-"))
+                || err.contains("endpoint name"),
+            "{var}: {err}"
+        );
+        assert!(
+            !err.contains("very-secret-value"),
+            "{var} leaked the secret: {err}"
+        );
+    }
+}
+
+#[test]
+fn send_dry_run_prints_a_signed_curl_command() {
+    let o = showpass(
+        &[
+            "send",
+            "--sample",
+            "refund",
+            "--transaction-id",
+            "txn-42",
+            "--dry-run",
+        ],
+        &[("SHOWPASS_WEBHOOK_SECRET", "k")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let sig = showpass_payload::signature::sign(b"k", "txn-42");
+    assert!(
+        out.contains(&format!("X-SHOWPASS-SIGNATURE: {sig}")),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("invoice.refund"));
+}
+
+#[test]
+fn send_refuses_unknown_samples_and_missing_secrets() {
+    let o = showpass(
+        &["send", "--sample", "bogus"],
+        &[("SHOWPASS_WEBHOOK_SECRET", "k")],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown sample"), "{}", stderr(&o));
+    let o = showpass(&["send", "--dry-run"], &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("SHOWPASS_WEBHOOK_SECRET"));
+}
+
+/// `showpass send` of each built-in sample to a running `showpass ingest`: all accepted, and a
+/// resend with the same uuid is a duplicate.
+#[test]
+fn every_sample_sent_to_a_running_ingest_is_accepted() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let env = [
+        ("SHOWPASS_WEBHOOK_SECRET", "cli-secret"),
+        ("NATS_SUBJECT_PREFIX", prefix.as_str()),
+        ("NATS_URL", nats.as_str()),
+    ];
+    let mut ingest = Command::new(BIN)
+        .arg("ingest")
+        .env("INGEST_ADDR", format!("127.0.0.1:{port}"))
+        .envs(env)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/webhooks/showpass");
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        showpass(
+            &[
+                "healthcheck",
+                "--url",
+                &format!("http://127.0.0.1:{port}/readyz"),
+            ],
+            &[],
+        )
+        .status
+        .success()
+    });
+    let result = std::panic::catch_unwind(|| {
+        assert!(ready, "ingest did not become ready");
+        for sample in [
+            "purchase",
+            "refund",
+            "void",
+            "transfer",
+            "transferred",
+            "test",
+        ] {
+            let o = showpass(
+                &[
+                    "send",
+                    "--url",
+                    &url,
+                    "--sample",
+                    sample,
+                    "--transaction-id",
+                    "txn-cli",
+                ],
+                &env,
+            );
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(o.status.success(), "{sample}: {out} {}", stderr(&o));
+            assert!(out.contains("HTTP 202"), "{sample}: {out}");
+        }
+        let again = ["send", "--url", &url, "--uuid", "same-uuid"];
+        assert!(showpass(&again, &env).status.success());
+        let o = showpass(&again, &env);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("\"status\":\"duplicate\""));
+        let o = showpass(
+            &["send", "--url", &url],
+            &[("SHOWPASS_WEBHOOK_SECRET", "wrong")],
+        );
+        assert!(!o.status.success(), "a 401 is a failed send");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("HTTP 401"));
+    });
+    ingest.kill().unwrap();
+    ingest.wait().unwrap();
+    cleanup(&nats, &prefix);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn cleanup(nats: &str, prefix: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for s in [
+            showpass_payload::subject::events_stream(prefix),
+            showpass_payload::subject::deliveries_stream(prefix),
+        ] {
+            let _ = js.delete_stream(s).await;
+        }
+    });
+}
