@@ -12,13 +12,25 @@ use showpass_ingest::{Allowlist, Endpoints, IngestConfig};
 #[derive(Args, Debug, Clone)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated.
-    #[arg(long = "nats-url", env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long = "nats-url",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// First subject token; stream names derive from it (`showpass` gives SHOWPASS_EVENTS).
-    #[arg(long = "nats-subject-prefix", env = "NATS_SUBJECT_PREFIX", default_value = "showpass")]
+    #[arg(
+        long = "nats-subject-prefix",
+        env = "NATS_SUBJECT_PREFIX",
+        default_value = "showpass"
+    )]
     pub subject_prefix: String,
     /// Stream replicas: 1 on one server, 3 in a cluster.
-    #[arg(long = "nats-stream-replicas", env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    #[arg(
+        long = "nats-stream-replicas",
+        env = "NATS_STREAM_REPLICAS",
+        default_value_t = 1
+    )]
     pub stream_replicas: usize,
     /// How long JetStream remembers an idempotency key to drop redeliveries.
     #[arg(long = "nats-duplicate-window", env = "NATS_DUPLICATE_WINDOW", default_value = "24h", value_parser = parse_duration)]
@@ -55,13 +67,25 @@ impl NatsArgs {
 #[derive(Args, Debug)]
 pub struct IngestArgs {
     /// Listen address.
-    #[arg(long = "ingest-addr", env = "INGEST_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long = "ingest-addr",
+        env = "INGEST_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
     pub addr: SocketAddr,
     /// Secret(s) of the default endpoint, comma-separated during a rotation.
-    #[arg(long = "showpass-webhook-secret", env = "SHOWPASS_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(
+        long = "showpass-webhook-secret",
+        env = "SHOWPASS_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
     pub webhook_secret: Option<String>,
     /// Named endpoints: `name=secret[|newsecret],other=secret`.
-    #[arg(long = "showpass-endpoints", env = "SHOWPASS_ENDPOINTS", hide_env_values = true)]
+    #[arg(
+        long = "showpass-endpoints",
+        env = "SHOWPASS_ENDPOINTS",
+        hide_env_values = true
+    )]
     pub endpoints: Option<String>,
     /// Largest body accepted, in bytes.
     #[arg(long = "ingest-body-limit", env = "INGEST_BODY_LIMIT", default_value_t = 1024 * 1024)]
@@ -80,7 +104,11 @@ pub struct IngestArgs {
     #[arg(long = "ingest-trusted-proxies", env = "INGEST_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
     /// How many bytes of a rejected body the delivery log keeps.
-    #[arg(long = "ingest-rejected-body-prefix", env = "INGEST_REJECTED_BODY_PREFIX", default_value_t = 256)]
+    #[arg(
+        long = "ingest-rejected-body-prefix",
+        env = "INGEST_REJECTED_BODY_PREFIX",
+        default_value_t = 256
+    )]
     pub rejected_body_prefix: usize,
     #[command(flatten)]
     pub nats: NatsArgs,
