@@ -437,6 +437,30 @@ async fn graceful_shutdown_finishes_in_flight_deliveries() {
     assert_eq!(count(&mut ingest.events().await).await, 1);
 }
 
+/// A body that trickles in slower than the request deadline is answered 408 and logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_slower_than_the_request_deadline_is_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ingest = TestIngest::start_with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    let mut conn = tokio::net::TcpStream::connect(ingest.addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/showpass HTTP/1.1\r\nhost: x\r\nx-showpass-signature: 00\r\ncontent-length: {}\r\n\r\n",
+        DOC_2026.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&DOC_2026[..10]).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    let m = wait_for_record(&ingest, 1).await;
+    assert_eq!(header(&m, "Showpass-Http-Status"), Some("408"));
+}
+
 /// Waits until the deliveries stream holds `n` records and returns the last.
 async fn wait_for_record(
     ingest: &TestIngest,
