@@ -20,27 +20,7 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
-/// Header names, shared with every consumer of the streams.
-pub mod header {
-    pub const MSG_ID: &str = "Nats-Msg-Id";
-    pub const EVENT_TYPE: &str = "Showpass-Event-Type";
-    pub const WEBHOOK_EVENT_UUID: &str = "Showpass-Webhook-Event-Uuid";
-    pub const TRANSACTION_ID: &str = "Showpass-Transaction-Id";
-    pub const ORGANIZATION_ID: &str = "Showpass-Organization-Id";
-    pub const ENDPOINT: &str = "Showpass-Endpoint";
-    pub const RECEIVED_AT: &str = "Showpass-Received-At";
-    pub const DELIVERY_ID: &str = "Showpass-Delivery-Id";
-    pub const REMOTE_ADDR: &str = "Showpass-Remote-Addr";
-    pub const IDEMPOTENCY_KEY: &str = "Showpass-Idempotency-Key";
-    pub const OUTCOME: &str = "Showpass-Outcome";
-    pub const REASON: &str = "Showpass-Reason";
-    pub const DETAIL: &str = "Showpass-Detail";
-    pub const HTTP_STATUS: &str = "Showpass-Http-Status";
-    pub const BODY_SHA256: &str = "Showpass-Body-Sha256";
-    pub const BODY_LENGTH: &str = "Showpass-Body-Length";
-    pub const BODY_TRUNCATED: &str = "Showpass-Body-Truncated";
-    pub const CONTENT_TYPE: &str = "Content-Type";
-}
+pub use showpass_payload::headers as header;
 
 /// What is known of one HTTP delivery, from its arrival on.
 #[derive(Debug, Clone)]

@@ -1,13 +1,11 @@
 //! ingest against the real NATS: every row of the contract's answer table.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use hyper::StatusCode;
 use serde_json::json;
 use showpass_payload::signature::sign;
+use showpass_testkit::*;
 
 fn header<'a>(m: &'a async_nats::jetstream::message::StreamMessage, name: &str) -> Option<&'a str> {
     m.headers.get(name).map(|v| v.as_str())

@@ -1,12 +1,10 @@
 //! No secret ever reaches a log line, at any level, whatever happens to a delivery.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use showpass_ingest::Endpoints;
+use showpass_testkit::*;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -11,6 +11,7 @@
 
 mod delivery;
 mod envelope;
+pub mod headers;
 mod idempotency;
 mod lenient;
 pub mod samples;
@@ -18,8 +19,8 @@ pub mod signature;
 pub mod subject;
 
 pub use delivery::{
-    AccountCreditType, Delivery, EventType, InvoiceData, InvoiceItem, InvoiceItemType, InvoiceType,
-    PaymentType, TicketItem, TicketItemType, TicketStatus,
+    AccountCreditType, Amounts, Delivery, EventType, InvoiceData, InvoiceItem, InvoiceItemType,
+    InvoiceType, PaymentType, TicketItem, TicketItemType, TicketStatus,
 };
 pub use envelope::{Envelope, EnvelopeError};
 pub use idempotency::{idempotency_key, sha256_hex};

@@ -132,10 +132,13 @@ pub fn sample(kind: SampleKind, ids: &SampleIds<'_>) -> Value {
         SampleKind::Transfer => ("Sam Recipient", "sam.recipient@example.com"),
         _ => ("Alex Buyer", "alex.buyer@example.com"),
     };
+    // Ticket ids and barcodes derive from the transaction that issued them, as real ones are
+    // unique: a purchase and its refund name the same tickets, a transfer issues new ones.
+    let base = ticket_base(&transaction_id);
     let tickets: Vec<Value> = (1..=2)
         .map(|n| {
             json!({
-                "id": 41_349_750 + n,
+                "id": base + n,
                 "event_id": "474708",
                 "event_name": "Sample Night",
                 "event_starts_on": "2026-12-02T04:00:00Z",
@@ -147,7 +150,7 @@ pub fn sample(kind: SampleKind, ids: &SampleIds<'_>) -> Value {
                 "phone_number_on_ticket": null,
                 "ticket_status": ticket_status,
                 "ticket_status_code": "2",
-                "barcode_string": format!("SAMPLE{n:04}"),
+                "barcode_string": format!("SP{:08X}", base + n),
                 "ticket_type_id": "1657978",
                 "ticket_type_name": "General admission",
                 "ticket_item_type": "ticket",
@@ -208,6 +211,15 @@ pub fn sample(kind: SampleKind, ids: &SampleIds<'_>) -> Value {
             }]
         }
     })
+}
+
+/// A stable number for a transaction id (FNV-1a), to make ticket ids from.
+fn ticket_base(transaction_id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in transaction_id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % 1_000_000_000) * 10
 }
 
 #[cfg(test)]

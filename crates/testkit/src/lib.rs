@@ -1,6 +1,6 @@
-//! Test harness: a real `showpass ingest` on 127.0.0.1:0 against a real NATS, with its own
-//! subject prefix and streams, removed when the test ends.
-#![allow(dead_code)]
+//! Test harness: real services on 127.0.0.1 against the real NATS (and PostgreSQL), each test
+//! with its own subject prefix and streams, removed when the test ends.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -149,20 +149,24 @@ impl TestIngest {
 impl Drop for TestIngest {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let js = self.js.clone();
+        let url = self.config.nats.url.clone();
         let streams = [
             self.config.nats.events_stream(),
             self.config.nats.deliveries_stream(),
         ];
-        // Drop cannot await; clean up on a thread of its own so a failing test cleans up too.
+        // Drop cannot await, and the test's runtime may be the very thread blocked here: clean
+        // up on a thread with its own runtime and connection, so a failing test cleans up too.
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                for s in streams {
-                    let _ = js.delete_stream(s).await;
+                if let Ok(client) = async_nats::connect(url.as_str()).await {
+                    let js = jetstream::new(client);
+                    for s in streams {
+                        let _ = js.delete_stream(s).await;
+                    }
                 }
             });
         })
@@ -297,4 +301,39 @@ fn nats_server_binary() -> String {
         .unwrap_or("nats-server")
         .to_owned()
     })
+}
+
+/// A delivery body of the given sample kind.
+pub fn sample_body(
+    kind: showpass_payload::samples::SampleKind,
+    uuid: &str,
+    transaction_id: &str,
+    org: &str,
+) -> Vec<u8> {
+    let ids = showpass_payload::samples::SampleIds {
+        webhook_event_uuid: uuid,
+        transaction_id,
+        organization_id: org,
+    };
+    serde_json::to_vec(&showpass_payload::samples::sample(kind, &ids)).unwrap()
+}
+
+/// Edits a JSON body.
+pub fn edit(body: &[u8], f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    f(&mut v);
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// The URL of the database a `#[sqlx::test]` pool points at, for services that take a URL.
+pub fn database_url_of(database: &str) -> String {
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/showpass".into());
+    match base.rfind('/') {
+        Some(i) if base[..i].contains("://") && base[..i].matches('/').count() >= 2 => {
+            let query = base[i..].find('?').map(|q| &base[i + q..]).unwrap_or("");
+            format!("{}/{database}{query}", &base[..i])
+        }
+        _ => format!("{base}/{database}"),
+    }
 }

@@ -1,0 +1,77 @@
+//! What a stream message's headers say about its delivery.
+
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+use showpass_payload::headers as h;
+use uuid::Uuid;
+
+/// The delivery metadata ingest put in a message's headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    /// Which stream and where in it.
+    pub stream: String,
+    pub seq: u64,
+    pub delivery_id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub endpoint: String,
+    pub idempotency_key: Option<String>,
+    pub event_type: Option<String>,
+    pub webhook_event_uuid: Option<String>,
+    pub transaction_id: Option<String>,
+    pub org_id: Option<String>,
+    pub remote_addr: Option<String>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub http_status: Option<i32>,
+    pub body_sha256: Option<String>,
+    pub body_length: Option<i32>,
+    pub body_truncated: bool,
+}
+
+impl Meta {
+    /// Reads the headers of message `seq` of `stream`. A message without a delivery id or a
+    /// receive time (published by hand, say) gets ones derived from its position and the
+    /// stream's own timestamp, so it can still be logged.
+    pub fn from_headers(
+        stream: &str,
+        seq: u64,
+        headers: Option<&HeaderMap>,
+        stream_time: DateTime<Utc>,
+    ) -> Self {
+        let get = |name: &str| -> Option<String> {
+            headers
+                .and_then(|hs| hs.get(name))
+                .map(|v| v.as_str().trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let delivery_id = get(h::DELIVERY_ID)
+            .and_then(|v| Uuid::parse_str(&v).ok())
+            .unwrap_or_else(|| {
+                Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{stream}:{seq}").as_bytes())
+            });
+        let received_at = get(h::RECEIVED_AT)
+            .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+            .map_or(stream_time, |t| t.with_timezone(&Utc));
+        Self {
+            stream: stream.to_owned(),
+            seq,
+            delivery_id,
+            received_at,
+            endpoint: get(h::ENDPOINT).unwrap_or_else(|| "default".into()),
+            idempotency_key: get(h::IDEMPOTENCY_KEY).or_else(|| get(h::MSG_ID)),
+            event_type: get(h::EVENT_TYPE),
+            webhook_event_uuid: get(h::WEBHOOK_EVENT_UUID),
+            transaction_id: get(h::TRANSACTION_ID),
+            org_id: get(h::ORGANIZATION_ID),
+            remote_addr: get(h::REMOTE_ADDR),
+            outcome: get(h::OUTCOME),
+            reason: get(h::REASON),
+            detail: get(h::DETAIL),
+            http_status: get(h::HTTP_STATUS).and_then(|v| v.parse().ok()),
+            body_sha256: get(h::BODY_SHA256),
+            body_length: get(h::BODY_LENGTH).and_then(|v| v.parse().ok()),
+            body_truncated: get(h::BODY_TRUNCATED).is_some_and(|v| v == "true"),
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The projector against the real NATS and PostgreSQL: read models, exactly once.
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use showpass_payload::samples::SampleKind::{self, *};
+use showpass_projector::ProjectorConfig;
+use showpass_testkit::*;
+use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+/// A projector running against the test's streams and database.
+struct TestProjector {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestProjector {
+    fn start(ingest: &TestIngest, pool: &PgPool, tweak: impl FnOnce(&mut ProjectorConfig)) -> Self {
+        let db = pool.connect_options().get_database().unwrap().to_owned();
+        let mut config = ProjectorConfig::local(ingest.config.nats.clone(), database_url_of(&db));
+        tweak(&mut config);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(showpass_projector::run(config, shutdown.clone()));
+        Self { shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Waits until the projector has caught up with the events stream (and the deliveries one).
+async fn caught_up(ingest: &TestIngest, pool: &PgPool) {
+    for _ in 0..400 {
+        let mut events = ingest.events().await;
+        let mut deliveries = ingest.deliveries().await;
+        let e = events.info().await.unwrap().state.last_sequence as i64;
+        let d = deliveries.info().await.unwrap().state.last_sequence as i64;
+        let rows = sqlx::query("SELECT stream, last_seq FROM checkpoints")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let at = |s: &str| {
+            rows.iter()
+                .find(|r| r.get::<String, _>(0) == s)
+                .map_or(0, |r| r.get::<i64, _>(1))
+        };
+        if at(&ingest.config.nats.events_stream()) >= e
+            && at(&ingest.config.nats.deliveries_stream()) >= d
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the projector did not catch up");
+}
+
+async fn deliver(ingest: &TestIngest, kind: SampleKind, uuid: &str, txn: &str, org: &str) {
+    let (status, answer) = ingest.deliver(&sample_body(kind, uuid, txn, org)).await;
+    assert!(status.is_success(), "{kind:?} {uuid}: {answer}");
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+async fn order(pool: &PgPool, txn: &str) -> sqlx::postgres::PgRow {
+    sqlx::query("SELECT status, net_sales, refunded, currency, customer_email, tickets_total, kind FROM orders WHERE transaction_id = $1")
+        .bind(txn)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("order {txn}: {e}"))
+}
+
+/// Every kind of event, duplicates, a refund before its purchase, partial refunds, voids,
+/// transfers, test events and two currencies end in exactly the expected read models.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_mixed_sequence_yields_exactly_the_expected_read_models(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, &pool, |_| {});
+
+    // Order A (CAD): purchase of 2 tickets, delivered twice, then one ticket refunded.
+    deliver(&ingest, Purchase, "a-1", "A", "20").await;
+    deliver(&ingest, Purchase, "a-1", "A", "20").await;
+    let partial = edit(&sample_body(Refund, "a-2", "A", "20"), |v| {
+        let data = &mut v["data"];
+        data["ticket_items"].as_array_mut().unwrap().truncate(1);
+        for f in ["net_sales", "gross_revenue", "service_fees", "total_tax"] {
+            data[f] = "-10.00".into();
+            data["invoice_items"][0][f] = "-10.00".into();
+        }
+    });
+    assert!(ingest.deliver(&partial).await.0.is_success());
+
+    // Order B (USD): purchased, then voided.
+    let usd = |b: Vec<u8>| edit(&b, |v| v["data"]["currency"] = "USD".into());
+    let b_purchase = edit(&usd(sample_body(Purchase, "b-1", "B", "20")), |v| {
+        v["data"]["customer_email"] = " Other@Example.com ".into();
+        for t in v["data"]["ticket_items"].as_array_mut().unwrap() {
+            t["id"] = (t["id"].as_i64().unwrap() + 100).into();
+        }
+    });
+    let b_void = edit(&usd(sample_body(Void, "b-2", "B", "20")), |v| {
+        for t in v["data"]["ticket_items"].as_array_mut().unwrap() {
+            t["id"] = (t["id"].as_i64().unwrap() + 100).into();
+        }
+    });
+    assert!(ingest.deliver(&b_purchase).await.0.is_success());
+    assert!(ingest.deliver(&b_void).await.0.is_success());
+
+    // Order C: the refund arrives before its purchase (a resend).
+    let renumber = |b: Vec<u8>| {
+        edit(&b, |v| {
+            for t in v["data"]["ticket_items"].as_array_mut().unwrap() {
+                t["id"] = (t["id"].as_i64().unwrap() + 200).into();
+            }
+        })
+    };
+    assert!(
+        ingest
+            .deliver(&renumber(sample_body(Refund, "c-2", "C", "20")))
+            .await
+            .0
+            .is_success()
+    );
+    assert!(
+        ingest
+            .deliver(&renumber(sample_body(Purchase, "c-1", "C", "20")))
+            .await
+            .0
+            .is_success()
+    );
+
+    // Order D: purchased, then its tickets transferred to Sam (new order D-T).
+    let d = |b: Vec<u8>| {
+        edit(&b, |v| {
+            for t in v["data"]["ticket_items"].as_array_mut().unwrap() {
+                t["id"] = (t["id"].as_i64().unwrap() + 300).into();
+            }
+        })
+    };
+    assert!(
+        ingest
+            .deliver(&d(sample_body(Purchase, "d-1", "D", "20")))
+            .await
+            .0
+            .is_success()
+    );
+    assert!(
+        ingest
+            .deliver(&d(sample_body(Transferred, "d-2", "D", "20")))
+            .await
+            .0
+            .is_success()
+    );
+    let recipient = edit(&sample_body(Transfer, "d-3", "D", "20"), |v| {
+        for t in v["data"]["ticket_items"].as_array_mut().unwrap() {
+            t["id"] = (t["id"].as_i64().unwrap() + 900).into();
+        }
+    });
+    assert!(ingest.deliver(&recipient).await.0.is_success());
+
+    // A test event and a type from the future.
+    deliver(&ingest, Test, "t-1", "T", "20").await;
+    let future = edit(&sample_body(Purchase, "f-1", "F", "20"), |v| {
+        v["event_type"] = "invoice.exchange".into()
+    });
+    assert!(ingest.deliver(&future).await.0.is_success());
+
+    caught_up(&ingest, &pool).await;
+
+    let a = order(&pool, "A").await;
+    assert_eq!(a.get::<String, _>("status"), "partially_refunded");
+    assert_eq!(a.get::<Decimal, _>("net_sales"), dec("58.40"));
+    assert_eq!(a.get::<Decimal, _>("refunded"), dec("10.00"));
+    assert_eq!(
+        a.get::<String, _>("customer_email"),
+        "alex.buyer@example.com"
+    );
+    let b = order(&pool, "B").await;
+    assert_eq!(b.get::<String, _>("status"), "voided");
+    assert_eq!(b.get::<String, _>("currency"), "USD");
+    assert_eq!(b.get::<String, _>("customer_email"), "other@example.com");
+    assert_eq!(
+        order(&pool, "C").await.get::<String, _>("status"),
+        "refunded"
+    );
+    assert_eq!(
+        order(&pool, "D").await.get::<String, _>("status"),
+        "transferred"
+    );
+    let dt = order(&pool, "D-T").await;
+    assert_eq!(dt.get::<String, _>("status"), "purchased");
+    assert_eq!(dt.get::<String, _>("kind"), "transfer");
+    assert_eq!(dt.get::<Decimal, _>("net_sales"), Decimal::ZERO);
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 5, "no order for the test event or the unknown type");
+
+    // Customers: Alex bought A, C, D (A counted once despite the redelivery); Sam received D-T.
+    let alex = sqlx::query("SELECT orders_count, tickets_count, total_spent FROM customers WHERE email = 'alex.buyer@example.com'")
+        .fetch_one(&pool).await.unwrap();
+    assert_eq!(alex.get::<i32, _>("orders_count"), 3);
+    assert_eq!(
+        alex.get::<i32, _>("tickets_count"),
+        1,
+        "A keeps one valid ticket; C refunded; D transferred"
+    );
+    assert_eq!(
+        alex.get::<Decimal, _>("total_spent"),
+        dec("58.40") * dec("3") - dec("10.00") - dec("58.40")
+    );
+    let sam: i32 = sqlx::query_scalar(
+        "SELECT orders_count FROM customers WHERE email = 'sam.recipient@example.com'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sam, 1);
+
+    // Sales, per currency, never mixed: CAD has A, C, D; USD has B, voided.
+    let sales = sqlx::query(
+        "SELECT currency, sum(orders)::int8, sum(tickets)::int8, sum(net_sales), sum(refunds)
+         FROM sales_by_order_attrs GROUP BY currency ORDER BY currency",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let row = |i: usize| {
+        (
+            sales[i].get::<String, _>(0),
+            sales[i].get::<i64, _>(1),
+            sales[i].get::<i64, _>(2),
+            sales[i].get::<Decimal, _>(3),
+            sales[i].get::<Decimal, _>(4),
+        )
+    };
+    assert_eq!(sales.len(), 2);
+    // Tickets still sold: A keeps 1, C none (refunded), D 2 (transferred tickets were sold).
+    assert_eq!(
+        row(0),
+        (
+            "CAD".into(),
+            3,
+            3,
+            dec("58.40") * dec("3") - dec("10.00") - dec("58.40"),
+            dec("68.40")
+        )
+    );
+    assert_eq!(row(1), ("USD".into(), 1, 0, Decimal::ZERO, dec("58.40")));
+
+    // The delivery log: the redelivery, the test event and the unknown type, each as it went.
+    let log = sqlx::query(
+        "SELECT outcome, processing, count(*)::int8 FROM deliveries GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let log: Vec<(String, String, i64)> =
+        log.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(
+        log,
+        [
+            ("accepted".into(), "applied".into(), 10),
+            ("accepted".into(), "skipped".into(), 1),
+            ("duplicate".into(), "duplicate".into(), 1),
+        ]
+    );
+    projector.stop().await;
+}
+
+/// A signed event that cannot be understood is logged as failed, and the stream moves on.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_poison_event_is_recorded_and_later_events_still_apply(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, &pool, |_| {});
+    let poison = edit(&sample_body(Purchase, "p-1", "P", "20"), |v| {
+        v["data"]["net_sales"] = "twelve".into()
+    });
+    assert!(ingest.deliver(&poison).await.0.is_success());
+    deliver(&ingest, Purchase, "ok-1", "OK", "20").await;
+    caught_up(&ingest, &pool).await;
+    let (processing, error): (String, Option<String>) =
+        sqlx::query_as("SELECT processing, error FROM deliveries WHERE webhook_event_uuid = 'p-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(processing, "failed");
+    assert!(error.unwrap().contains("invalid money amount"));
+    assert_eq!(
+        order(&pool, "OK").await.get::<String, _>("status"),
+        "purchased"
+    );
+    projector.stop().await;
+}
+
+/// The same uuid with a different body is logged as a conflict, and applied only once.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_reused_uuid_with_a_different_body_is_a_conflict_not_a_second_apply(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, &pool, |_| {});
+    deliver(&ingest, Purchase, "same", "X", "20").await;
+    let forged = edit(&sample_body(Purchase, "same", "X", "20"), |v| {
+        v["data"]["net_sales"] = "999.00".into()
+    });
+    assert_eq!(ingest.deliver(&forged).await.0, hyper::StatusCode::OK);
+    caught_up(&ingest, &pool).await;
+    let error: Option<String> =
+        sqlx::query_scalar("SELECT error FROM deliveries WHERE outcome = 'duplicate'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(error.unwrap().starts_with("conflict:"));
+    assert_eq!(
+        order(&pool, "X").await.get::<Decimal, _>("net_sales"),
+        dec("58.40")
+    );
+    projector.stop().await;
+}
+
+/// Sum of the read models that double-applying would change.
+async fn fingerprint(pool: &PgPool) -> (i64, i64, i64, Decimal, i64) {
+    let r = sqlx::query(
+        "SELECT (SELECT count(*) FROM invoices), (SELECT count(*) FROM tickets),
+                (SELECT COALESCE(sum(orders), 0)::int8 FROM sales_by_order_attrs),
+                (SELECT COALESCE(sum(net_sales), 0) FROM sales_by_order_attrs),
+                (SELECT COALESCE(sum(tickets), 0)::int8 FROM sales_by_ticket_type)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+}
+
+/// A projector aborted mid-stream and started again applies nothing twice and misses nothing.
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_aborted_projector_restarts_without_double_applying(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let n = 400;
+    for i in 0..n {
+        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
+    }
+    let small = |c: &mut ProjectorConfig| c.batch_size = 7;
+    let first = TestProjector::start(&ingest, &pool, small);
+    loop {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM checkpoints WHERE stream LIKE '%EVENTS'")
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        if at.unwrap_or(0) > 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.task.abort();
+    let _ = first.task.await;
+    let second = TestProjector::start(&ingest, &pool, small);
+    caught_up(&ingest, &pool).await;
+    assert_eq!(
+        fingerprint(&pool).await,
+        (n, 2 * n, n, dec("58.40") * Decimal::from(n), 2 * n)
+    );
+    second.stop().await;
+}
+
+/// Two projectors run together: one is active, the other stands by and takes over when the
+/// first is gone; nothing is applied twice.
+#[sqlx::test(migrations = "../../migrations")]
+async fn two_projectors_never_double_apply_and_the_standby_takes_over(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let a = TestProjector::start(&ingest, &pool, |c| c.batch_size = 5);
+    let b = TestProjector::start(&ingest, &pool, |c| c.batch_size = 5);
+    for i in 0..100 {
+        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
+    }
+    caught_up(&ingest, &pool).await;
+    a.task.abort();
+    let _ = a.task.await;
+    for i in 100..200 {
+        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
+    }
+    tokio::time::timeout(Duration::from_secs(15), caught_up(&ingest, &pool))
+        .await
+        .expect("the standby took over");
+    assert_eq!(
+        fingerprint(&pool).await,
+        (200, 400, 200, dec("58.40") * Decimal::from(200), 400)
+    );
+    b.stop().await;
+}
