@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 use showpass_core::nats::{self, NatsConfig, parse_duration};
 use showpass_ingest::{Allowlist, Endpoints, IngestConfig};
+use showpass_projector::ProjectorConfig;
 
 /// Where NATS is and how the streams are shaped.
 #[derive(Args, Debug, Clone)]
@@ -143,6 +144,84 @@ impl IngestArgs {
     }
 }
 
+/// The read-model database.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL of the read models (created by `migrate` when missing).
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = showpass_store::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+/// The projector's own settings.
+#[derive(Args, Debug, Clone)]
+pub struct ProjectorOnlyArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Most events applied in one transaction.
+    #[arg(
+        long = "projector-batch-size",
+        env = "PROJECTOR_BATCH_SIZE",
+        default_value_t = 1_000
+    )]
+    pub batch_size: usize,
+    /// How long to wait for more events to fill a batch once one has arrived.
+    #[arg(long = "projector-batch-linger", env = "PROJECTOR_BATCH_LINGER", default_value = "2ms", value_parser = parse_duration)]
+    pub batch_linger: Duration,
+    /// Most unacknowledged events in flight from JetStream.
+    #[arg(
+        long = "projector-max-ack-pending",
+        env = "PROJECTOR_MAX_ACK_PENDING",
+        default_value_t = 20_000
+    )]
+    pub max_ack_pending: i64,
+}
+
+impl ProjectorOnlyArgs {
+    pub fn config(&self, nats: NatsConfig) -> anyhow::Result<ProjectorConfig> {
+        showpass_store::options(&self.database.database_url)?;
+        anyhow::ensure!(
+            (1..=50_000).contains(&self.batch_size),
+            "PROJECTOR_BATCH_SIZE must be between 1 and 50000"
+        );
+        anyhow::ensure!(
+            self.max_ack_pending > 0,
+            "PROJECTOR_MAX_ACK_PENDING must be positive"
+        );
+        Ok(ProjectorConfig {
+            nats,
+            database_url: self.database.database_url.clone(),
+            batch_size: self.batch_size,
+            batch_linger: self.batch_linger,
+            max_ack_pending: self.max_ack_pending,
+            standby_poll: Duration::from_millis(500),
+        })
+    }
+}
+
+/// `showpass projector` and `showpass rebuild`.
+#[derive(Args, Debug)]
+pub struct ProjectorArgs {
+    #[command(flatten)]
+    pub projector: ProjectorOnlyArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+impl ProjectorArgs {
+    pub fn config(&self) -> anyhow::Result<ProjectorConfig> {
+        self.projector.config(self.nats.config()?)
+    }
+}
+
+/// `showpass all`: ingest and projector in one process.
+#[derive(Args, Debug)]
+pub struct AllArgs {
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+    #[command(flatten)]
+    pub projector: ProjectorOnlyArgs,
+}
+
 /// `showpass migrate`.
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
@@ -150,11 +229,15 @@ pub struct MigrateArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub wait: Duration,
     #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
     pub nats: NatsArgs,
 }
 
 impl MigrateArgs {
     pub async fn run(self) -> anyhow::Result<()> {
+        showpass_store::migrate(&self.database.database_url).await?;
+        println!("database ready: migrations applied");
         let config = self.nats.config()?;
         let client = nats::connect(&config, "showpass-migrate").await?;
         let js = nats::jetstream(client, Duration::from_secs(5));

@@ -4,6 +4,7 @@
 mod config;
 mod http;
 mod send;
+mod simulate;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -29,8 +30,16 @@ struct Cli {
 enum Command {
     /// Run the webhook receiver (HTTP, default 0.0.0.0:8080).
     Ingest(config::IngestArgs),
-    /// Provision the JetStream streams (idempotent).
+    /// Run the consumer that maintains the read models in PostgreSQL.
+    Projector(config::ProjectorArgs),
+    /// Run ingest and the projector in one process: the local default.
+    All(config::AllArgs),
+    /// Create the database if missing, apply migrations, provision the streams (idempotent).
     Migrate(config::MigrateArgs),
+    /// Rebuild every read model from the streams, then swap it in atomically.
+    Rebuild(config::ProjectorArgs),
+    /// Send Showpass-like traffic (purchases, refunds, voids, transfers, duplicates...).
+    Simulate(simulate::SimulateArgs),
     /// Sign a payload (a file or a built-in sample) and POST it, as Showpass would.
     Send(send::SendArgs),
     /// Exit 0 if a service answers 200 on its health URL (for container health checks).
@@ -58,6 +67,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn progress_bar(stream: &str, done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH) as usize;
+    format!(
+        "{stream:<24} [{}{}] {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH as usize - filled)
+    )
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Ingest(args) => {
@@ -67,7 +86,50 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("binding INGEST_ADDR {addr}"))?;
             showpass_ingest::run(config, listener, showpass_core::shutdown::on_signal()).await
         }
+        Command::Projector(args) => {
+            let config = args.config()?;
+            showpass_store::migrate(&config.database_url).await?;
+            showpass_projector::run(config, showpass_core::shutdown::on_signal()).await
+        }
+        Command::All(args) => {
+            let projector = args.projector.config(args.ingest.nats.config()?)?;
+            let (ingest, addr) = args.ingest.load()?;
+            showpass_store::migrate(&projector.database_url).await?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding INGEST_ADDR {addr}"))?;
+            let shutdown = showpass_core::shutdown::on_signal();
+            let (i, p) = tokio::join!(
+                showpass_ingest::run(ingest, listener, shutdown.clone()),
+                showpass_projector::run(projector, shutdown.clone())
+            );
+            i.and(p)
+        }
         Command::Migrate(args) => args.run().await,
+        Command::Rebuild(args) => {
+            let config = args.config()?;
+            showpass_store::migrate(&config.database_url).await?;
+            let mut last = std::time::Instant::now();
+            let report = showpass_projector::rebuild(&config, &mut |stream, done, total| {
+                if done == total || last.elapsed() > std::time::Duration::from_millis(200) {
+                    last = std::time::Instant::now();
+                    eprint!("\r{}", progress_bar(stream, done, total));
+                    if done == total {
+                        eprintln!();
+                    }
+                }
+            })
+            .await?;
+            println!(
+                "rebuilt {} tables from {} events and {} delivery records in {:.1}s",
+                report.tables.len(),
+                report.events,
+                report.records,
+                report.elapsed.as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Simulate(args) => simulate::run(args).await,
         Command::Send(args) => send::run(args).await,
         Command::Healthcheck { url } => {
             let (status, body) = http::request("GET", &url, &[], bytes::Bytes::new()).await?;

@@ -267,6 +267,7 @@ async fn consume(
                 Ok(None) | Err(_) => break,
             }
         }
+        let started = Instant::now();
         let tally = apply_with_retry(conn, stream_name, source, &batch, stop).await?;
         let Some(tally) = tally else { return Ok(()) };
         for m in &batch {
@@ -275,12 +276,7 @@ async fn consume(
                 tracing::warn!(error = %e, "ack failed");
             }
         }
-        tracing::debug!(
-            stream = stream_name,
-            events = batch.len(),
-            ?tally,
-            "batch applied"
-        );
+        tracing::debug!(stream = stream_name, events = batch.len(), elapsed = ?started.elapsed(), ?tally, "batch applied");
     }
 }
 

@@ -9,7 +9,9 @@ pub mod apply;
 mod consumer;
 mod meta;
 pub mod plan;
+mod rebuild;
 
 pub use apply::{Incoming, SWAP_LOCK, Tally, apply_events, apply_records};
 pub use consumer::{DELIVERIES_CONSUMER, EVENTS_CONSUMER, ProjectorConfig, run};
 pub use meta::Meta;
+pub use rebuild::{RebuildReport, rebuild};

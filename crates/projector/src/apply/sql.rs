@@ -569,10 +569,31 @@ pub async fn recompute_orders(
     Ok(())
 }
 
+// Per touched order, two index lookups (LATERAL): linear in the batch, whatever the table size.
 const RECOMPUTE_ORDERS: &str = "
-WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[]) AS t(org_id, transaction_id)),
-inv AS (
-    SELECT i.org_id, i.transaction_id,
+WITH t AS (SELECT DISTINCT * FROM UNNEST($1::text[], $2::text[]) AS t(org_id, transaction_id))
+INSERT INTO orders (org_id, transaction_id, kind, status, customer_id, customer_key,
+    customer_email, customer_name, currency, payment_type, net_sales, gross_revenue,
+    service_fees, total_tax, discounts, refunded, tickets_total, tickets_valid, created_at,
+    updated_at)
+SELECT t.org_id, t.transaction_id,
+    CASE WHEN inv.has_purchase THEN 'purchase' WHEN inv.has_transfer THEN 'transfer' ELSE 'other' END,
+    CASE
+        WHEN inv.voided OR (tk.n > 0 AND tk.n_voided = tk.n) THEN 'voided'
+        WHEN tk.n > 0 AND tk.n_refunded + tk.n_voided = tk.n THEN 'refunded'
+        WHEN tk.n_refunded > 0 THEN 'partially_refunded'
+        WHEN tk.n > 0 AND tk.n_transferred = tk.n THEN 'transferred'
+        WHEN tk.n = 0 AND inv.refunded > 0 AND inv.refunded >= ABS(inv.net_sales) THEN 'refunded'
+        WHEN tk.n = 0 AND inv.refunded > 0 THEN 'partially_refunded'
+        ELSE 'purchased'
+    END,
+    inv.customer_id, inv.customer_key, inv.customer_key, inv.customer_name,
+    COALESCE(inv.currency, ''), inv.payment_type, inv.net_sales, inv.gross_revenue,
+    inv.service_fees, inv.total_tax, inv.discounts, inv.refunded, tk.n, tk.n_valid,
+    inv.created_at, GREATEST(inv.updated_at, tk.updated_at)
+FROM t
+CROSS JOIN LATERAL (
+    SELECT
         bool_or(i.event_type = 'invoice.purchase') AS has_purchase,
         bool_or(i.event_type = 'invoice.transfer') AS has_transfer,
         bool_or(i.event_type = 'invoice.void') AS voided,
@@ -594,41 +615,22 @@ inv AS (
             FILTER (WHERE i.payment_type IS NOT NULL))[1] AS payment_type,
         MIN(i.received_at) AS created_at,
         MAX(i.received_at) AS updated_at
-    FROM invoices i JOIN t USING (org_id, transaction_id)
-    GROUP BY i.org_id, i.transaction_id
-),
-tk AS (
-    SELECT k.org_id, k.transaction_id,
+    FROM invoices i
+    WHERE i.org_id = t.org_id AND i.transaction_id = t.transaction_id
+) inv
+CROSS JOIN LATERAL (
+    SELECT
         count(*) AS n,
         count(*) FILTER (WHERE k.status = 'refunded') AS n_refunded,
         count(*) FILTER (WHERE k.status = 'voided') AS n_voided,
         count(*) FILTER (WHERE k.status IN ('transferred', 'resold')) AS n_transferred,
         count(*) FILTER (WHERE k.status NOT IN ('refunded', 'voided', 'transferred', 'resold')) AS n_valid,
         MAX(k.updated_at) AS updated_at
-    FROM tickets k JOIN t USING (org_id, transaction_id)
-    GROUP BY k.org_id, k.transaction_id
-)
-INSERT INTO orders (org_id, transaction_id, kind, status, customer_id, customer_key,
-    customer_email, customer_name, currency, payment_type, net_sales, gross_revenue,
-    service_fees, total_tax, discounts, refunded, tickets_total, tickets_valid, created_at,
-    updated_at)
-SELECT inv.org_id, inv.transaction_id,
-    CASE WHEN inv.has_purchase THEN 'purchase' WHEN inv.has_transfer THEN 'transfer' ELSE 'other' END,
-    CASE
-        WHEN inv.voided OR (COALESCE(tk.n, 0) > 0 AND tk.n_voided = tk.n) THEN 'voided'
-        WHEN COALESCE(tk.n, 0) > 0 AND tk.n_refunded + tk.n_voided = tk.n THEN 'refunded'
-        WHEN COALESCE(tk.n_refunded, 0) > 0 THEN 'partially_refunded'
-        WHEN COALESCE(tk.n, 0) > 0 AND tk.n_transferred = tk.n THEN 'transferred'
-        WHEN COALESCE(tk.n, 0) = 0 AND inv.refunded > 0 AND inv.refunded >= ABS(inv.net_sales) THEN 'refunded'
-        WHEN COALESCE(tk.n, 0) = 0 AND inv.refunded > 0 THEN 'partially_refunded'
-        ELSE 'purchased'
-    END,
-    inv.customer_id, inv.customer_key, inv.customer_key, inv.customer_name,
-    COALESCE(inv.currency, ''), inv.payment_type, inv.net_sales, inv.gross_revenue,
-    inv.service_fees, inv.total_tax, inv.discounts, inv.refunded, COALESCE(tk.n, 0),
-    COALESCE(tk.n_valid, 0), inv.created_at, GREATEST(inv.updated_at, tk.updated_at)
-FROM inv LEFT JOIN tk USING (org_id, transaction_id)
-ORDER BY inv.org_id, inv.transaction_id
+    FROM tickets k
+    WHERE k.org_id = t.org_id AND k.transaction_id = t.transaction_id
+) tk
+WHERE inv.created_at IS NOT NULL
+ORDER BY t.org_id, t.transaction_id
 ON CONFLICT (org_id, transaction_id) DO UPDATE SET
     kind = EXCLUDED.kind, status = EXCLUDED.status, customer_id = EXCLUDED.customer_id,
     customer_key = EXCLUDED.customer_key, customer_email = EXCLUDED.customer_email,
@@ -659,30 +661,28 @@ pub async fn recompute_customers(
 }
 
 const RECOMPUTE_CUSTOMERS: &str = "
-WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS t(org_id, customer_key, id)),
-inv AS (
-    SELECT i.org_id, i.customer_key,
-        MIN(i.received_at) AS first_seen, MAX(i.received_at) AS last_seen,
-        (array_agg(i.customer_name ORDER BY i.received_at DESC, i.stream_seq DESC) FILTER (WHERE i.customer_name IS NOT NULL))[1] AS name,
-        (array_agg(i.customer_phone ORDER BY i.received_at DESC, i.stream_seq DESC) FILTER (WHERE i.customer_phone IS NOT NULL))[1] AS phone,
-        (array_agg(i.subscribe_to_venue ORDER BY i.received_at DESC, i.stream_seq DESC) FILTER (WHERE i.subscribe_to_venue IS NOT NULL))[1] AS subscribed
-    FROM invoices i JOIN t USING (org_id, customer_key)
-    GROUP BY i.org_id, i.customer_key
-),
-ord AS (
-    SELECT o.org_id, o.customer_key,
-        count(*) FILTER (WHERE o.kind IN ('purchase', 'transfer')) AS orders_count,
-        COALESCE(SUM(o.tickets_valid), 0) AS tickets,
-        COALESCE(SUM(o.net_sales - o.refunded), 0) AS spent
-    FROM orders o JOIN t USING (org_id, customer_key)
-    GROUP BY o.org_id, o.customer_key
-)
+WITH t AS (SELECT DISTINCT * FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS t(org_id, customer_key, id))
 INSERT INTO customers (id, org_id, email, name, phone, subscribed_to_venue, orders_count,
     tickets_count, total_spent, first_seen_at, last_seen_at)
 SELECT t.id, t.org_id, t.customer_key, inv.name, inv.phone, COALESCE(inv.subscribed, false),
-    COALESCE(ord.orders_count, 0), COALESCE(ord.tickets, 0), COALESCE(ord.spent, 0),
-    inv.first_seen, inv.last_seen
-FROM t JOIN inv USING (org_id, customer_key) LEFT JOIN ord USING (org_id, customer_key)
+    ord.orders_count, ord.tickets, ord.spent, inv.first_seen, inv.last_seen
+FROM t
+CROSS JOIN LATERAL (
+    SELECT MIN(i.received_at) AS first_seen, MAX(i.received_at) AS last_seen,
+        (array_agg(i.customer_name ORDER BY i.received_at DESC, i.stream_seq DESC) FILTER (WHERE i.customer_name IS NOT NULL))[1] AS name,
+        (array_agg(i.customer_phone ORDER BY i.received_at DESC, i.stream_seq DESC) FILTER (WHERE i.customer_phone IS NOT NULL))[1] AS phone,
+        (array_agg(i.subscribe_to_venue ORDER BY i.received_at DESC, i.stream_seq DESC) FILTER (WHERE i.subscribe_to_venue IS NOT NULL))[1] AS subscribed
+    FROM invoices i
+    WHERE i.org_id = t.org_id AND i.customer_key = t.customer_key
+) inv
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE o.kind IN ('purchase', 'transfer')) AS orders_count,
+        COALESCE(SUM(o.tickets_valid), 0) AS tickets,
+        COALESCE(SUM(o.net_sales - o.refunded), 0) AS spent
+    FROM orders o
+    WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
+) ord
+WHERE inv.first_seen IS NOT NULL
 ORDER BY t.id
 ON CONFLICT (id) DO UPDATE SET
     name = EXCLUDED.name, phone = EXCLUDED.phone,

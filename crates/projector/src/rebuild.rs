@@ -1,0 +1,214 @@
+//! `showpass rebuild`: every read model built again from the start of the streams, beside the
+//! live ones (which keep serving), then swapped in atomically.
+//!
+//! 1. The migrations run in a new schema `rebuild_*` (they use unqualified names), and both
+//!    streams are projected into it with the same code as the live projector.
+//! 2. In one transaction holding [`SWAP_LOCK`] exclusively (so no live batch is half done), the
+//!    events the live projector applied meanwhile are projected too, then each table moves:
+//!    the live one out to a `retired_*` schema, the rebuilt one into `public`.
+//! 3. The retired tables are dropped.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::apply::{Incoming, SWAP_LOCK, Tally, apply_events, apply_records};
+use crate::consumer::ProjectorConfig;
+use crate::meta::Meta;
+use crate::plan::plan;
+
+/// What a rebuild did.
+#[derive(Debug, Default, Clone)]
+pub struct RebuildReport {
+    pub events: u64,
+    pub records: u64,
+    pub tables: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Progress callback: (stream, done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
+
+/// Rebuilds every read model from the streams and swaps the result in.
+pub async fn rebuild(
+    config: &ProjectorConfig,
+    progress: Progress<'_>,
+) -> anyhow::Result<RebuildReport> {
+    let started = Instant::now();
+    let client = showpass_core::nats::connect(&config.nats, "showpass-rebuild").await?;
+    let js = showpass_core::nats::jetstream(client, Duration::from_secs(10));
+    let options = showpass_store::options(&config.database_url)?;
+    let mut conn = PgConnection::connect_with(&options)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let side = format!("rebuild_{tag}");
+    let retired = format!("retired_{tag}");
+
+    let result = async {
+        sqlx::raw_sql(&format!("CREATE SCHEMA {side}")).execute(&mut conn).await?;
+        sqlx::raw_sql(&format!("SET search_path TO {side}, public")).execute(&mut conn).await?;
+        for m in showpass_store::MIGRATOR.iter() {
+            sqlx::raw_sql(&m.sql).execute(&mut conn).await.with_context(|| format!("migration {} in {side}", m.version))?;
+        }
+        let events_stream = config.nats.events_stream();
+        let deliveries_stream = config.nats.deliveries_stream();
+        let mut report = RebuildReport {
+            events: project_range(&js, &mut conn, &events_stream, 1, None, config.batch_size, progress).await?,
+            records: project_range(&js, &mut conn, &deliveries_stream, 1, None, config.batch_size, progress).await?,
+            ..RebuildReport::default()
+        };
+
+        // The swap: no live batch may run meanwhile.
+        sqlx::raw_sql("SET search_path TO public").execute(&mut conn).await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SWAP_LOCK).execute(&mut *tx).await?;
+        for stream in [&events_stream, &deliveries_stream] {
+            let live: i64 = checkpoint(&mut tx, "public", stream).await?;
+            let built: i64 = checkpoint(&mut tx, &side, stream).await?;
+            if live > built {
+                sqlx::raw_sql(&format!("SET LOCAL search_path TO {side}, public")).execute(&mut *tx).await?;
+                let n = project_range(&js, &mut tx, stream, built as u64 + 1, Some(live as u64), config.batch_size, progress).await?;
+                if stream == &events_stream { report.events += n } else { report.records += n }
+                sqlx::raw_sql("SET LOCAL search_path TO public").execute(&mut *tx).await?;
+            }
+        }
+        let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1")
+            .bind(&side)
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::raw_sql(&format!("CREATE SCHEMA {retired}")).execute(&mut *tx).await?;
+        for t in &tables {
+            sqlx::raw_sql(&format!("ALTER TABLE IF EXISTS public.{t} SET SCHEMA {retired}; ALTER TABLE {side}.{t} SET SCHEMA public"))
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("swapping table {t}"))?;
+        }
+        tx.commit().await?;
+        report.tables = tables;
+        anyhow::Ok(report)
+    }
+    .await;
+
+    // Whatever happened, leave no side schema behind.
+    let _ = sqlx::raw_sql("SET search_path TO public")
+        .execute(&mut conn)
+        .await;
+    for schema in [&side, &retired] {
+        let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&mut conn)
+            .await;
+    }
+    let mut report = result?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+async fn checkpoint(
+    conn: &mut PgConnection,
+    schema: &str,
+    stream: &str,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT COALESCE((SELECT last_seq FROM {schema}.checkpoints WHERE stream = $1), 0)"
+    ))
+    .bind(stream)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.get(0))
+}
+
+/// Projects messages `from..=to` (to: the stream's last message now, when `None`) of a stream
+/// through the connection's search_path. Returns how many messages were read.
+async fn project_range(
+    js: &jetstream::Context,
+    conn: &mut PgConnection,
+    stream_name: &str,
+    from: u64,
+    to: Option<u64>,
+    batch_size: usize,
+    progress: Progress<'_>,
+) -> anyhow::Result<u64> {
+    let mut stream = js
+        .get_stream(stream_name)
+        .await
+        .with_context(|| format!("opening stream {stream_name}"))?;
+    let info = stream.info().await?.clone();
+    let last = to.unwrap_or(info.state.last_sequence);
+    if last < from.max(info.state.first_sequence) {
+        progress(stream_name, 0, 0);
+        return Ok(0);
+    }
+    let total = last + 1 - from.max(info.state.first_sequence);
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let events = stream_name.ends_with("_EVENTS");
+    let (mut done, mut batch) = (0u64, Vec::with_capacity(batch_size));
+    while done < total {
+        let Some(m) = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .context("the stream stopped delivering")?
+        else {
+            break;
+        };
+        let m = m?;
+        let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+        if seq > last {
+            break;
+        }
+        batch.push(m);
+        done += 1;
+        if batch.len() >= batch_size || done == total {
+            flush(conn, stream_name, events, &batch).await?;
+            batch.clear();
+            progress(stream_name, done, total);
+        }
+    }
+    if !batch.is_empty() {
+        flush(conn, stream_name, events, &batch).await?;
+        progress(stream_name, done, total);
+    }
+    Ok(done)
+}
+
+async fn flush(
+    conn: &mut PgConnection,
+    stream_name: &str,
+    events: bool,
+    batch: &[jetstream::Message],
+) -> anyhow::Result<Tally> {
+    let metas: Vec<Meta> = batch
+        .iter()
+        .map(|m| {
+            let (seq, published) = m
+                .info()
+                .map(|i| (i.stream_sequence, i.published))
+                .unwrap_or((0, chrono::Utc::now()));
+            Meta::from_headers(stream_name, seq, m.headers.as_ref(), published)
+        })
+        .collect();
+    Ok(if events {
+        let incoming: Vec<Incoming> = batch
+            .iter()
+            .zip(metas)
+            .map(|(m, meta)| Incoming {
+                decision: plan(&meta, &m.payload),
+                body_sha256: showpass_payload::sha256_hex(&m.payload),
+                meta,
+            })
+            .collect();
+        apply_events(conn, stream_name, &incoming).await?
+    } else {
+        apply_records(conn, stream_name, &metas).await?
+    })
+}
