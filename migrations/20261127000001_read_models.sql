@@ -8,13 +8,6 @@ CREATE TABLE checkpoints (
     last_seq bigint NOT NULL
 );
 
--- One row per idempotency key applied: the exactly-once marker.
-CREATE TABLE processed_events (
-    idempotency_key text PRIMARY KEY,
-    body_sha256     text NOT NULL,
-    stream_seq      bigint NOT NULL
-);
-
 -- The delivery log: accepted deliveries (events stream) and duplicates and rejections
 -- (deliveries stream), each with what the projector made of it.
 CREATE TABLE deliveries (
@@ -42,12 +35,17 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_newest ON deliveries (received_at DESC, id DESC);
 CREATE INDEX deliveries_by_key ON deliveries (idempotency_key);
+-- Duplicates are few: the projector checks them for conflicting bodies on every batch.
+CREATE INDEX deliveries_duplicates ON deliveries (idempotency_key) WHERE outcome = 'duplicate';
 CREATE INDEX deliveries_by_transaction ON deliveries (transaction_id);
 CREATE INDEX deliveries_by_uuid ON deliveries (webhook_event_uuid);
 
--- The invoice ledger: one row per applied invoice event, amounts as Showpass sent them.
+-- The invoice ledger: one row per applied invoice event, amounts as Showpass sent them. Its
+-- key is the exactly-once marker: an event whose idempotency key is here was applied, and
+-- `body_sha256` tells a redelivery from a conflicting body.
 CREATE TABLE invoices (
     idempotency_key        text PRIMARY KEY,
+    body_sha256            text NOT NULL,
     org_id                 text NOT NULL,
     transaction_id         text NOT NULL,
     event_type             text NOT NULL,

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::payloads::Payloads;
+use crate::services;
 use crate::stats::Run;
 
 #[derive(clap::Args)]
@@ -52,32 +53,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     nats::ensure_streams(&js, &bare_config).await?;
 
     let ingest_prefix = format!("bench{run_id}");
-    let addr: SocketAddr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?
-    };
-    let bin = args.showpass_bin.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .expect("own path")
-            .with_file_name("showpass")
-    });
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("ingest")
-        .env("INGEST_ADDR", addr.to_string())
-        .env("SHOWPASS_WEBHOOK_SECRET", &secret)
-        .env("NATS_URL", &args.nats_url)
-        .env("NATS_SUBJECT_PREFIX", &ingest_prefix)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (build it: cargo build --release --bins)",
-                bin.display()
-            )
-        })?;
+    let (mut child, addr) = services::spawn_ingest(
+        args.showpass_bin.as_deref(),
+        &ingest_prefix,
+        &secret,
+        &args.nats_url,
+    )
+    .await?;
     let pid = child.id().context("ingest pid")?;
-    wait_ready(addr).await?;
 
     let result = async {
         // Warm up both paths, then measure the bare loop and ingest back to back, in rounds.
@@ -105,7 +88,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
             rounds.push(r);
         }
-        let (hwm, rss) = memory(pid)?;
+        let (hwm, rss) = services::memory(pid)?;
         rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         let m = &rounds[rounds.len() / 2];
         let mut ratios: Vec<f64> = rounds.iter().map(Round::ratio).collect();
@@ -146,36 +129,6 @@ impl Round {
     fn ratio(&self) -> f64 {
         self.rate / self.bare_rate * 100.0
     }
-}
-
-async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if let Ok(mut s) = TcpStream::connect(addr).await {
-            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-                .await?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).await?;
-            if out.starts_with("HTTP/1.1 200") {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("ingest did not become ready at {addr}")
-}
-
-/// Peak and current resident set size of a process, in bytes.
-fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    Ok((field("VmHWM:"), field("VmRSS:")))
 }
 
 /// `concurrency` publishers, each awaiting its ack before the next: that many acks in flight.
@@ -271,7 +224,7 @@ async fn collect(
 }
 
 /// Reads one HTTP/1.1 answer (with Content-Length) and returns its status code.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
+pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end])?;

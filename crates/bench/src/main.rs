@@ -7,6 +7,8 @@
 
 mod ingest;
 mod payloads;
+mod projector;
+mod services;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,8 @@ struct Cli {
 enum Command {
     /// ingest + NATS over HTTP, beside a bare JetStream publish loop.
     Ingest(ingest::Args),
+    /// projector catch-up beside a bulk COPY, and freshness at a steady rate.
+    Projector(projector::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Ingest(args) => ingest::run(args).await,
+            Command::Projector(args) => projector::run(args).await,
         }
     })
 }

@@ -165,7 +165,7 @@ pub struct ProjectorOnlyArgs {
     )]
     pub batch_size: usize,
     /// How long to wait for more events to fill a batch once one has arrived.
-    #[arg(long = "projector-batch-linger", env = "PROJECTOR_BATCH_LINGER", default_value = "2ms", value_parser = parse_duration)]
+    #[arg(long = "projector-batch-linger", env = "PROJECTOR_BATCH_LINGER", default_value = "10ms", value_parser = parse_duration)]
     pub batch_linger: Duration,
     /// Most unacknowledged events in flight from JetStream.
     #[arg(

@@ -12,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use serde_json::json;
 use showpass_core::nats;
 use tokio::net::TcpListener;
@@ -89,6 +90,12 @@ pub async fn run(
         .local_addr()
         .context("reading the listen address")?;
     tracing::info!(%addr, ?endpoints, "ingest listening");
+    // Answers are small and latency matters: no Nagle delay on them.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),

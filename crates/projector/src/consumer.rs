@@ -35,7 +35,7 @@ impl ProjectorConfig {
             nats,
             database_url: database_url.into(),
             batch_size: 1_000,
-            batch_linger: Duration::from_millis(2),
+            batch_linger: Duration::from_millis(10),
             max_ack_pending: 20_000,
             standby_poll: Duration::from_millis(500),
         }

@@ -79,7 +79,12 @@ pub struct Simulator {
 
 impl Simulator {
     pub fn new(config: SimConfig) -> Self {
-        let rng = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        // splitmix64 walks a counter, so seeds must be scattered, not merely scaled: nearby
+        // seeds would otherwise replay each other's sequence a few steps apart.
+        let mut z = config.seed ^ 0xD1B5_4A32_D192_ED03;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let rng = z ^ (z >> 31);
         Self {
             config,
             rng,
@@ -429,6 +434,21 @@ mod tests {
             .map(|d| d.body)
             .collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn different_seeds_never_share_events() {
+        let ids = |seed| -> std::collections::HashSet<Vec<u8>> {
+            Simulator::new(SimConfig {
+                seed,
+                ..SimConfig::default()
+            })
+            .take(2_000)
+            .filter(|d| !d.resend)
+            .map(|d| d.body)
+            .collect()
+        };
+        assert!(ids(7).is_disjoint(&ids(99)));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Applying a batch of stream messages to the read models: one transaction holding the
-//! read-model changes, the processed-event markers and the checkpoint.
+//! read-model changes, the exactly-once markers (the invoice ledger's keys) and the checkpoint.
 
 pub mod fold;
 mod sql;
@@ -171,7 +171,6 @@ async fn apply_invoices(
     sql::insert_items(tx, applied).await?;
     sql::upsert_tickets(tx, tickets.values()).await?;
     sql::upsert_shows(tx, applied).await?;
-    sql::mark_processed(tx, applied).await?;
     sql::add_sales(tx, &deltas).await?;
 
     let orders: Vec<(String, String)> = orders.into_iter().collect();

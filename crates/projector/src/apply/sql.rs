@@ -12,7 +12,14 @@ use super::{Incoming, Outcome, SWAP_LOCK};
 use crate::plan::{Invoice, customer_id};
 
 /// Starts a batch: takes the swap lock shared and returns the stream's checkpoint, locked.
+///
+/// The commit is asynchronous: a crash of PostgreSQL may lose the last batches, but never half
+/// of one (the checkpoint commits with them), and a new leader always restarts the stream
+/// from the checkpoint, so what was lost is projected again from JetStream.
 pub async fn begin_batch(tx: &mut PgConnection, stream: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
         .bind(SWAP_LOCK)
         .execute(&mut *tx)
@@ -46,34 +53,12 @@ pub async fn processed(
         return Ok(HashMap::new());
     }
     let rows = sqlx::query(
-        "SELECT idempotency_key, body_sha256 FROM processed_events WHERE idempotency_key = ANY($1)",
+        "SELECT idempotency_key, body_sha256 FROM invoices WHERE idempotency_key = ANY($1)",
     )
     .bind(keys)
     .fetch_all(&mut *tx)
     .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-pub async fn mark_processed(
-    tx: &mut PgConnection,
-    applied: &[(&Incoming, &Invoice)],
-) -> Result<(), sqlx::Error> {
-    let keys: Vec<&str> = applied.iter().map(|(_, i)| i.key.as_str()).collect();
-    let hashes: Vec<&str> = applied
-        .iter()
-        .map(|(m, _)| m.body_sha256.as_str())
-        .collect();
-    let seqs: Vec<i64> = applied.iter().map(|(m, _)| m.meta.seq as i64).collect();
-    sqlx::query(
-        "INSERT INTO processed_events (idempotency_key, body_sha256, stream_seq)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[])",
-    )
-    .bind(keys)
-    .bind(hashes)
-    .bind(seqs)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 pub async fn insert_invoices(
@@ -82,12 +67,14 @@ pub async fn insert_invoices(
 ) -> Result<(), sqlx::Error> {
     let n = applied.len();
     let (mut key, mut org, mut txn, mut et, mut it) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut sha = vec![];
     let (mut at, mut seq, mut did, mut cid, mut ckey) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut cname, mut cphone, mut sub, mut pay, mut cur) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut money: [Vec<Decimal>; 7] = Default::default();
     for (m, i) in applied {
         key.push(i.key.as_str());
+        sha.push(m.body_sha256.as_str());
         org.push(i.org_id.as_str());
         txn.push(i.transaction_id.as_str());
         et.push(i.kind.event_type());
@@ -121,11 +108,13 @@ pub async fn insert_invoices(
         "INSERT INTO invoices (idempotency_key, org_id, transaction_id, event_type, invoice_type,
              received_at, stream_seq, delivery_id, customer_id, customer_key, customer_name,
              customer_phone, subscribe_to_venue, payment_type, currency, discounts, net_sales,
-             service_fees, account_credit_applied, gross_revenue, organizer_fees, total_tax)
+             service_fees, account_credit_applied, gross_revenue, organizer_fees, total_tax,
+             body_sha256)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
              $6::timestamptz[], $7::int8[], $8::uuid[], $9::uuid[], $10::text[], $11::text[],
              $12::text[], $13::bool[], $14::text[], $15::text[], $16::numeric[], $17::numeric[],
-             $18::numeric[], $19::numeric[], $20::numeric[], $21::numeric[], $22::numeric[])",
+             $18::numeric[], $19::numeric[], $20::numeric[], $21::numeric[], $22::numeric[],
+             $23::text[])",
     )
     .bind(key)
     .bind(org)
@@ -149,6 +138,7 @@ pub async fn insert_invoices(
     .bind(gr)
     .bind(of)
     .bind(tt)
+    .bind(sha)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -697,10 +687,10 @@ pub async fn mark_conflicting_duplicates(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE deliveries d SET error = 'conflict: same idempotency key as an applied event with a different body (applied body sha256 ' || p.body_sha256 || ')'
-         FROM processed_events p
-         WHERE p.idempotency_key = ANY($1) AND d.idempotency_key = p.idempotency_key
-           AND d.outcome = 'duplicate' AND d.body_sha256 IS DISTINCT FROM p.body_sha256
-           AND d.error IS NULL",
+         FROM invoices p
+         WHERE d.outcome = 'duplicate' AND d.idempotency_key = ANY($1) AND d.error IS NULL
+           AND p.idempotency_key = d.idempotency_key
+           AND d.body_sha256 IS DISTINCT FROM p.body_sha256",
     )
     .bind(keys)
     .execute(&mut *tx)
