@@ -489,3 +489,142 @@ async fn rebuild_equals_the_incremental_projection(pool: PgPool) {
     assert_eq!(leftovers, 0);
     projector.stop().await;
 }
+
+/// Simulated traffic (purchases, partial and full refunds, voids, transfers, test events,
+/// verbatim resends, refunds before their purchase) ends in read models that agree with what
+/// the simulator says it generated.
+#[sqlx::test(migrations = "../../migrations")]
+async fn simulated_traffic_ends_in_read_models_that_match_its_ledger(pool: PgPool) {
+    use showpass_simulate::{SimConfig, Simulator};
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, &pool, |c| c.batch_size = 50);
+    let mut sim = Simulator::new(SimConfig {
+        seed: 3,
+        customers: 200,
+        ..SimConfig::default()
+    });
+    for d in sim.by_ref().take(1_500) {
+        let (status, answer) = ingest.deliver(&d.body).await;
+        assert!(status.is_success(), "{answer}");
+    }
+    caught_up(&ingest, &pool).await;
+    let ledger = sim.ledger;
+
+    let orders: i64 =
+        sqlx::query_scalar("SELECT COALESCE(sum(orders), 0)::int8 FROM sales_by_order_attrs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(orders as u64, ledger.orders);
+    let tickets: i64 =
+        sqlx::query_scalar("SELECT COALESCE(sum(tickets), 0)::int8 FROM sales_by_ticket_type")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(tickets, ledger.tickets);
+    for (currency, net) in &ledger.net_sales {
+        let (got_net, got_refunds): (Decimal, Decimal) = sqlx::query_as(
+            "SELECT COALESCE(sum(net_sales), 0), COALESCE(sum(refunds), 0) FROM sales_by_event WHERE currency = $1",
+        )
+        .bind(currency)
+        .fetch_one(&pool).await.unwrap();
+        assert_eq!(&got_net, net, "{currency}");
+        assert_eq!(
+            Some(&got_refunds),
+            ledger.refunds.get(currency).or(Some(&Decimal::ZERO)),
+            "{currency}"
+        );
+    }
+    // Every resend was recognised: nothing counted twice, each logged as a duplicate.
+    let duplicates: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE processing = 'duplicate'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(duplicates as u64, ledger.resends);
+    // The customers' totals add up to the orders' totals.
+    let (spent, net): (Decimal, Decimal) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(sum(total_spent), 0) FROM customers),
+                (SELECT COALESCE(sum(net_sales - refunded), 0) FROM orders WHERE customer_key IS NOT NULL)",
+    )
+    .fetch_one(&pool).await.unwrap();
+    assert_eq!(spent, net);
+    projector.stop().await;
+}
+
+/// NATS killed and restarted under a running projector: it carries on by itself, applying
+/// what came before and after, once.
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_projector_survives_a_nats_restart(pool: PgPool) {
+    let mut nats = PrivateNats::start();
+    let url = nats.url();
+    let ingest = TestIngest::start_with(|c| {
+        c.nats.url = url;
+        c.publish_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let projector = TestProjector::start(&ingest, &pool, |_| {});
+    for i in 0..20 {
+        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
+    }
+    caught_up(&ingest, &pool).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.restart();
+    let mut i = 20;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while i < 40 {
+        let body = sample_body(Purchase, &format!("u-{i}"), &format!("T{i}"), "20");
+        if ingest.deliver(&body).await.0.is_success() {
+            i += 1;
+        } else {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "NATS did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(20), caught_up(&ingest, &pool))
+        .await
+        .expect("the projector carried on");
+    assert_eq!(
+        fingerprint(&pool).await,
+        (40, 80, 40, dec("58.40") * Decimal::from(40), 80)
+    );
+    projector.stop().await;
+}
+
+/// Every PostgreSQL connection of the projector cut (as a database restart does): it
+/// reconnects, takes the lead again and carries on, applying each event once.
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_projector_survives_losing_its_database_connections(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, &pool, |_| {});
+    for i in 0..20 {
+        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
+    }
+    caught_up(&ingest, &pool).await;
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        cut >= 3,
+        "the projector's lock and batch connections were cut ({cut})"
+    );
+    for i in 20..40 {
+        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
+    }
+    tokio::time::timeout(Duration::from_secs(20), caught_up(&ingest, &pool))
+        .await
+        .expect("the projector carried on");
+    assert_eq!(
+        fingerprint(&pool).await,
+        (40, 80, 40, dec("58.40") * Decimal::from(40), 80)
+    );
+    projector.stop().await;
+}
