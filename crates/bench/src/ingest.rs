@@ -225,6 +225,14 @@ async fn collect(
 
 /// Reads one HTTP/1.1 answer (with Content-Length) and returns its status code.
 pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
+    Ok(read_answer(stream, buf).await?.0)
+}
+
+/// Reads one HTTP/1.1 answer (with Content-Length): its status code and body.
+pub async fn read_answer(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end])?;
@@ -241,8 +249,9 @@ pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow:
             while buf.len() < total {
                 read_more(stream, buf).await?;
             }
+            let body = buf[end + 4..total].to_vec();
             buf.drain(..total);
-            return Ok(status);
+            return Ok((status, body));
         }
         read_more(stream, buf).await?;
     }

@@ -17,7 +17,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::ingest::read_response;
+use crate::ingest::{read_answer, read_response};
 use crate::services;
 use crate::stats::Run;
 
@@ -311,7 +311,7 @@ async fn freshness(
         )?;
         req.extend_from_slice(&d.body);
         conn.write_all(&req).await?;
-        let (status, body) = read_response_body(&mut conn, &mut buf).await?;
+        let (status, body) = read_answer(&mut conn, &mut buf).await?;
         let at = Instant::now();
         if status == 202 {
             let v: serde_json::Value = serde_json::from_slice(&body)?;
@@ -329,39 +329,4 @@ async fn freshness(
         latencies_us,
         elapsed: started.elapsed(),
     })
-}
-
-/// Like [`read_response`], keeping the body.
-async fn read_response_body(
-    conn: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> anyhow::Result<(u16, Vec<u8>)> {
-    use tokio::io::AsyncReadExt;
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end])?.to_owned();
-            let status: u16 = head.get(9..12).context("status line")?.parse()?;
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + length {
-                let mut chunk = [0u8; 4096];
-                let n = conn.read(&mut chunk).await?;
-                anyhow::ensure!(n > 0, "connection closed");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let body = buf[end + 4..end + 4 + length].to_vec();
-            buf.drain(..end + 4 + length);
-            return Ok((status, body));
-        }
-        let mut chunk = [0u8; 4096];
-        let n = conn.read(&mut chunk).await?;
-        anyhow::ensure!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }

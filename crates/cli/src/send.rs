@@ -10,8 +10,9 @@ use showpass_payload::{Envelope, signature};
 
 use crate::http;
 
+/// Where deliveries go and the secret they are signed with: shared by `send` and `simulate`.
 #[derive(Args, Debug)]
-pub struct SendArgs {
+pub struct Target {
     /// The ingest URL to POST to (plain http).
     #[arg(
         long,
@@ -22,6 +23,24 @@ pub struct SendArgs {
     /// The endpoint secret to sign with (the first of a comma-separated list).
     #[arg(long, env = "SHOWPASS_WEBHOOK_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+}
+
+impl Target {
+    /// The secret to sign with: the first of the list.
+    pub fn secret(&self) -> anyhow::Result<String> {
+        Ok(self
+            .secret
+            .as_deref()
+            .and_then(|s| s.split(',').map(str::trim).find(|s| !s.is_empty()))
+            .context("no secret to sign with: pass --secret or set SHOWPASS_WEBHOOK_SECRET")?
+            .to_owned())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// Send this file's bytes exactly as they are.
     #[arg(long, conflicts_with = "sample")]
     pub file: Option<PathBuf>,
@@ -49,12 +68,7 @@ fn parse_kind(s: &str) -> Result<SampleKind, String> {
 }
 
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
-    let secret = args
-        .secret
-        .as_deref()
-        .and_then(|s| s.split(',').map(str::trim).find(|s| !s.is_empty()))
-        .context("no secret to sign with: pass --secret or set SHOWPASS_WEBHOOK_SECRET")?
-        .to_owned();
+    let secret = args.target.secret()?;
     let body = match &args.file {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => {
@@ -88,7 +102,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         std::fs::write(&path, &body)?;
         println!(
             "curl -sS -X POST '{}' -H 'Content-Type: application/json' -H 'X-SHOWPASS-SIGNATURE: {sig}' --data-binary @{}",
-            args.url,
+            args.target.url,
             path.display()
         );
         return Ok(());
@@ -97,7 +111,8 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         ("content-type", "application/json"),
         ("x-showpass-signature", sig.as_str()),
     ];
-    let (status, answer) = http::request("POST", &args.url, &headers, Bytes::from(body)).await?;
+    let (status, answer) =
+        http::request("POST", &args.target.url, &headers, Bytes::from(body)).await?;
     println!("HTTP {status}");
     println!("{}", String::from_utf8_lossy(&answer));
     anyhow::ensure!(status.is_success(), "ingest answered {status}");

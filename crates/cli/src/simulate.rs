@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
 use showpass_core::nats::parse_duration;
@@ -13,19 +12,12 @@ use showpass_simulate::{SimConfig, Simulator};
 use tokio::sync::Mutex;
 
 use crate::http;
+use crate::send::Target;
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// The ingest URL to POST to (plain http).
-    #[arg(
-        long,
-        env = "SHOWPASS_SEND_URL",
-        default_value = "http://127.0.0.1:8080/webhooks/showpass"
-    )]
-    pub url: String,
-    /// The endpoint secret to sign with (the first of a comma-separated list).
-    #[arg(long, env = "SHOWPASS_WEBHOOK_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Deliveries per second (0: as fast as the connections allow).
     #[arg(long, default_value_t = 50)]
     pub rate: u64,
@@ -48,12 +40,7 @@ pub struct SimulateArgs {
 }
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let secret = args
-        .secret
-        .as_deref()
-        .and_then(|s| s.split(',').map(str::trim).find(|s| !s.is_empty()))
-        .context("no secret to sign with: pass --secret or set SHOWPASS_WEBHOOK_SECRET")?
-        .to_owned();
+    let secret = args.target.secret()?;
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be positive");
     let sim = Arc::new(Mutex::new(Simulator::new(SimConfig {
         seed: args.seed,
@@ -72,7 +59,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let (sim, statuses, url, secret) = (
             sim.clone(),
             statuses.clone(),
-            args.url.clone(),
+            args.target.url.clone(),
             secret.clone(),
         );
         workers.spawn(async move {

@@ -191,3 +191,90 @@ fn cleanup(nats: &str, prefix: &str) {
         }
     });
 }
+
+/// `showpass all` creates its database, and a delivery sent to it shows up in the read models.
+#[test]
+fn all_runs_ingest_and_projector_into_a_database_it_creates() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let prefix = format!("t{id}");
+    let database = format!("cli_all_{id}");
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_url = base.clone();
+    let db_url = format!("{}/{database}", &base[..base.rfind('/').unwrap()]);
+    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let env = [
+        ("SHOWPASS_WEBHOOK_SECRET", "cli-secret"),
+        ("NATS_SUBJECT_PREFIX", prefix.as_str()),
+        ("NATS_URL", nats.as_str()),
+        ("DATABASE_URL", db_url.as_str()),
+    ];
+    let mut all = Command::new(BIN)
+        .arg("all")
+        .env("INGEST_ADDR", format!("127.0.0.1:{port}"))
+        .envs(env)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let ready = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            showpass(
+                &[
+                    "healthcheck",
+                    "--url",
+                    &format!("http://127.0.0.1:{port}/readyz"),
+                ],
+                &[],
+            )
+            .status
+            .success()
+        });
+        assert!(ready, "showpass all did not become ready");
+        let url = format!("http://127.0.0.1:{port}/webhooks/showpass");
+        let o = showpass(
+            &["send", "--url", &url, "--transaction-id", "txn-all"],
+            &env,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let status = rt.block_on(async {
+            let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+            for _ in 0..200 {
+                let s: Option<String> = sqlx::query_scalar(
+                    "SELECT status FROM orders WHERE transaction_id = 'txn-all'",
+                )
+                .fetch_optional(&pool)
+                .await
+                .unwrap_or(None);
+                if s.is_some() {
+                    return s;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None
+        });
+        assert_eq!(status.as_deref(), Some("purchased"));
+    });
+    all.kill().unwrap();
+    all.wait().unwrap();
+    cleanup(&nats, &prefix);
+    rt.block_on(async {
+        if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                .execute(&pool)
+                .await;
+        }
+    });
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
