@@ -351,6 +351,18 @@ mod tests {
     }
 
     #[test]
+    fn nul_characters_are_dropped_from_text_no_database_could_store() {
+        let d = Delivery::parse(
+            br#"{"id":"x","event_type":"invoice.\u0000purchase","data":{"customer_name":"A\u0000B","currency":"\u0000"}}"#,
+        )
+        .unwrap();
+        let data = d.data.unwrap();
+        assert_eq!(data.customer_name.as_deref(), Some("AB"));
+        assert_eq!(data.currency, None);
+        assert_eq!(d.event_type, Some(EventType::InvoicePurchase));
+    }
+
+    #[test]
     fn a_minimal_delivery_is_only_an_id() {
         let d = Delivery::parse(br#"{"id":"x"}"#).unwrap();
         assert_eq!(d.event_type, None);

@@ -140,16 +140,26 @@ impl Lenient<'_> {
     }
 }
 
-/// Ids: strings or numbers, kept as trimmed text; null, blank or missing become `None`.
+/// Ids: strings or numbers, kept as trimmed text; null, blank or missing become `None`. NUL
+/// characters are dropped: valid in JSON, but no text column or header can hold them.
 pub(crate) mod id {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         let v = Lenient::deserialize(d)?;
-        Ok(v.text().map(str::to_owned))
+        Ok(v.text().map(without_nul).filter(|s| !s.is_empty()))
     }
 
     use serde::Deserialize;
+}
+
+/// The text without NUL characters.
+pub(crate) fn without_nul(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s.to_owned()
+    }
 }
 
 /// Optional free text: strings (or numbers, written as text); null or missing become `None`.
@@ -255,9 +265,9 @@ macro_rules! lenient_enum {
 
             /// Reads a value in any letter case; unknown values become `Other`.
             pub fn parse(s: &str) -> Self {
-                let s = s.trim();
+                let s = $crate::lenient::without_nul(s.trim());
                 $(if s.eq_ignore_ascii_case($text) { return Self::$variant; })+
-                Self::Other(s.to_owned())
+                Self::Other(s)
             }
         }
 

@@ -311,6 +311,12 @@ async fn apply_with_retry(
         };
         match result {
             Ok(t) => return Ok(Some(t)),
+            Err(sqlx::Error::Database(d))
+                if source == Source::Events && is_data_error(d.code().as_deref()) =>
+            {
+                tracing::warn!(error = %d, stream = stream_name, "the database refused a batch's data; applying it event by event");
+                return one_by_one(conn, stream_name, &incoming).await.map(Some);
+            }
             Err(e) if is_connection_error(&e) => {
                 // The leader's connections are tied to its lock; a lost connection means
                 // leadership must be re-established from the start.
@@ -331,6 +337,42 @@ async fn apply_with_retry(
             }
         }
     }
+}
+
+/// SQLSTATE classes 22 (data exception) and 23 (integrity violation): the same data fails the
+/// same way every time, so retrying cannot help.
+fn is_data_error(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+}
+
+/// Applies a batch one event at a time; an event the database refuses is logged as failed
+/// with the database's reason (and can be replayed after a fix), so it never blocks the stream.
+async fn one_by_one(
+    conn: &mut PgConnection,
+    stream_name: &str,
+    incoming: &[Incoming],
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    for one in incoming {
+        let t = match apply::apply_events(conn, stream_name, std::slice::from_ref(one)).await {
+            Ok(t) => t,
+            Err(sqlx::Error::Database(d)) if is_data_error(d.code().as_deref()) => {
+                tracing::warn!(error = %d, seq = one.meta.seq, "event refused by the database; logged as failed");
+                let failed = Incoming {
+                    decision: crate::plan::Decision::Fail(format!("the database refused it: {d}")),
+                    ..one.clone()
+                };
+                apply::apply_events(conn, stream_name, std::slice::from_ref(&failed)).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tally.applied += t.applied;
+        tally.duplicate += t.duplicate;
+        tally.skipped += t.skipped;
+        tally.failed += t.failed;
+        tally.already += t.already;
+    }
+    Ok(tally)
 }
 
 fn is_connection_error(e: &sqlx::Error) -> bool {

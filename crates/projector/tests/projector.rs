@@ -583,3 +583,68 @@ async fn the_projector_survives_losing_its_database_connections(pool: PgPool) {
     );
     projector.stop().await;
 }
+
+/// Text PostgreSQL cannot store (a NUL character) neither blocks the stream nor loses the
+/// delivery: it is applied with the character removed.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_nul_character_in_payload_text_does_not_block_the_stream(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, &pool, |_| {});
+    let nul = edit(&sample_body(Purchase, "n-1", "N", "20"), |v| {
+        v["data"]["customer_name"] = "Nul\u{0}Name".into();
+        v["data"]["ticket_items"][0]["barcode_string"] = "BAR\u{0}CODE".into();
+    });
+    assert!(ingest.deliver(&nul).await.0.is_success());
+    deliver(&ingest, Purchase, "ok-1", "OK", "20").await;
+    tokio::time::timeout(Duration::from_secs(15), caught_up(&ingest, &pool))
+        .await
+        .expect("the stream moved on");
+    let name: Option<String> =
+        sqlx::query_scalar("SELECT customer_name FROM orders WHERE transaction_id = 'N'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(name.as_deref(), Some("NulName"));
+    assert_eq!(
+        order(&pool, "OK").await.get::<String, _>("status"),
+        "purchased"
+    );
+    projector.stop().await;
+}
+
+/// An event the database refuses for its data (here a CHECK constraint the test adds) is
+/// logged as failed with the database's reason, and the events around it in the same batch
+/// still apply.
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_event_the_database_refuses_is_logged_failed_and_its_batch_still_applies(pool: PgPool) {
+    sqlx::query("ALTER TABLE invoices ADD CONSTRAINT test_refuses_evil CHECK (customer_name IS DISTINCT FROM 'Evil')")
+        .execute(&pool).await.unwrap();
+    let ingest = TestIngest::start().await;
+    deliver(&ingest, Purchase, "a-1", "A", "20").await;
+    let evil = edit(&sample_body(Purchase, "e-1", "E", "20"), |v| {
+        v["data"]["customer_name"] = "Evil".into()
+    });
+    assert!(ingest.deliver(&evil).await.0.is_success());
+    deliver(&ingest, Purchase, "b-1", "B", "20").await;
+    // All three are in the stream before the projector starts: one batch.
+    let projector = TestProjector::start(&ingest, &pool, |_| {});
+    tokio::time::timeout(Duration::from_secs(15), caught_up(&ingest, &pool))
+        .await
+        .expect("the stream moved on");
+    let (processing, error): (String, Option<String>) =
+        sqlx::query_as("SELECT processing, error FROM deliveries WHERE webhook_event_uuid = 'e-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(processing, "failed");
+    assert!(error.unwrap().contains("test_refuses_evil"));
+    assert_eq!(
+        order(&pool, "A").await.get::<String, _>("status"),
+        "purchased"
+    );
+    assert_eq!(
+        order(&pool, "B").await.get::<String, _>("status"),
+        "purchased"
+    );
+    projector.stop().await;
+}
