@@ -16,6 +16,34 @@ fn showpass(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// Starts `showpass <command>` listening on a free port and waits until `/readyz` answers 200.
+fn spawn_ready(command: &str, env: &[(&str, &str)]) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .arg(command)
+        .env("INGEST_ADDR", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let ready = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        showpass(&["healthcheck", "--url", &readyz], &[])
+            .status
+            .success()
+    });
+    if !ready {
+        child.kill().unwrap();
+        panic!("showpass {command} did not become ready");
+    }
+    (child, port)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -97,11 +125,6 @@ fn send_refuses_unknown_samples_and_missing_secrets() {
 /// resend with the same uuid is a duplicate.
 #[test]
 fn every_sample_sent_to_a_running_ingest_is_accepted() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let env = [
@@ -109,29 +132,9 @@ fn every_sample_sent_to_a_running_ingest_is_accepted() {
         ("NATS_SUBJECT_PREFIX", prefix.as_str()),
         ("NATS_URL", nats.as_str()),
     ];
-    let mut ingest = Command::new(BIN)
-        .arg("ingest")
-        .env("INGEST_ADDR", format!("127.0.0.1:{port}"))
-        .envs(env)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut ingest, port) = spawn_ready("ingest", &env);
     let url = format!("http://127.0.0.1:{port}/webhooks/showpass");
-    let ready = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        showpass(
-            &[
-                "healthcheck",
-                "--url",
-                &format!("http://127.0.0.1:{port}/readyz"),
-            ],
-            &[],
-        )
-        .status
-        .success()
-    });
     let result = std::panic::catch_unwind(|| {
-        assert!(ready, "ingest did not become ready");
         for sample in [
             "purchase",
             "refund",
@@ -195,11 +198,6 @@ fn cleanup(nats: &str, prefix: &str) {
 /// `showpass all` creates its database, and a delivery sent to it shows up in the read models.
 #[test]
 fn all_runs_ingest_and_projector_into_a_database_it_creates() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
     let prefix = format!("t{id}");
     let database = format!("cli_all_{id}");
@@ -214,32 +212,12 @@ fn all_runs_ingest_and_projector_into_a_database_it_creates() {
         ("NATS_URL", nats.as_str()),
         ("DATABASE_URL", db_url.as_str()),
     ];
-    let mut all = Command::new(BIN)
-        .arg("all")
-        .env("INGEST_ADDR", format!("127.0.0.1:{port}"))
-        .envs(env)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut all, port) = spawn_ready("all", &env);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let result = std::panic::catch_unwind(|| {
-        let ready = (0..200).any(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            showpass(
-                &[
-                    "healthcheck",
-                    "--url",
-                    &format!("http://127.0.0.1:{port}/readyz"),
-                ],
-                &[],
-            )
-            .status
-            .success()
-        });
-        assert!(ready, "showpass all did not become ready");
         let url = format!("http://127.0.0.1:{port}/webhooks/showpass");
         let o = showpass(
             &["send", "--url", &url, "--transaction-id", "txn-all"],

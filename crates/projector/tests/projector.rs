@@ -62,6 +62,13 @@ async fn deliver(ingest: &TestIngest, kind: SampleKind, uuid: &str, txn: &str, o
     assert!(status.is_success(), "{kind:?} {uuid}: {answer}");
 }
 
+/// Delivers purchases `u-{i}` of orders `T{i}` for every `i` in `range`.
+async fn purchases(ingest: &TestIngest, range: std::ops::Range<i64>) {
+    for i in range {
+        deliver(ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
+    }
+}
+
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
 }
@@ -296,9 +303,7 @@ async fn fingerprint(pool: &PgPool) -> (i64, i64, i64, Decimal, i64) {
 async fn an_aborted_projector_restarts_without_double_applying(pool: PgPool) {
     let ingest = TestIngest::start().await;
     let n = 400;
-    for i in 0..n {
-        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
-    }
+    purchases(&ingest, 0..n).await;
     let small = |c: &mut ProjectorConfig| c.batch_size = 7;
     let first = TestProjector::start(&ingest, &pool, small);
     loop {
@@ -330,15 +335,11 @@ async fn two_projectors_never_double_apply_and_the_standby_takes_over(pool: PgPo
     let ingest = TestIngest::start().await;
     let a = TestProjector::start(&ingest, &pool, |c| c.batch_size = 5);
     let b = TestProjector::start(&ingest, &pool, |c| c.batch_size = 5);
-    for i in 0..100 {
-        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
-    }
+    purchases(&ingest, 0..100).await;
     caught_up(&ingest, &pool).await;
     a.task.abort();
     let _ = a.task.await;
-    for i in 100..200 {
-        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
-    }
+    purchases(&ingest, 100..200).await;
     tokio::time::timeout(Duration::from_secs(15), caught_up(&ingest, &pool))
         .await
         .expect("the standby took over");
@@ -519,9 +520,7 @@ async fn the_projector_survives_a_nats_restart(pool: PgPool) {
     })
     .await;
     let projector = TestProjector::start(&ingest, &pool, |_| {});
-    for i in 0..20 {
-        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
-    }
+    purchases(&ingest, 0..20).await;
     caught_up(&ingest, &pool).await;
     nats.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -556,9 +555,7 @@ async fn the_projector_survives_a_nats_restart(pool: PgPool) {
 async fn the_projector_survives_losing_its_database_connections(pool: PgPool) {
     let ingest = TestIngest::start().await;
     let projector = TestProjector::start(&ingest, &pool, |_| {});
-    for i in 0..20 {
-        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
-    }
+    purchases(&ingest, 0..20).await;
     caught_up(&ingest, &pool).await;
     let cut: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -571,9 +568,7 @@ async fn the_projector_survives_losing_its_database_connections(pool: PgPool) {
         cut >= 3,
         "the projector's lock and batch connections were cut ({cut})"
     );
-    for i in 20..40 {
-        deliver(&ingest, Purchase, &format!("u-{i}"), &format!("T{i}"), "20").await;
-    }
+    purchases(&ingest, 20..40).await;
     tokio::time::timeout(Duration::from_secs(20), caught_up(&ingest, &pool))
         .await
         .expect("the projector carried on");
