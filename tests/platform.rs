@@ -1,12 +1,28 @@
-//! The `showpass` binary as a user runs it.
+//! End to end: the `showpass` binary as a user runs it, against the real NATS and PostgreSQL.
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_showpass");
+/// The `showpass` binary of this checkout: built (or found up to date) by cargo, with the
+/// same profile as these tests, then run as a user runs it.
+static BIN: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--quiet", "-p", "showpass", "--bin", "showpass"]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("running cargo build");
+    assert!(status.success(), "cargo build -p showpass failed");
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    dir.join(format!("showpass{}", std::env::consts::EXE_SUFFIX))
+});
 
 fn showpass(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(&*BIN);
     cmd.args(args)
         .env_remove("SHOWPASS_WEBHOOK_SECRET")
         .env_remove("SHOWPASS_ENDPOINTS");
@@ -23,7 +39,7 @@ fn spawn_ready(command: &str, env: &[(&str, &str)]) -> (std::process::Child, u16
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(&*BIN)
         .arg(command)
         .env("INGEST_ADDR", format!("127.0.0.1:{port}"))
         .envs(env.iter().copied())
