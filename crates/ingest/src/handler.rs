@@ -201,6 +201,24 @@ async fn read_body(
 }
 
 impl Inner {
+    /// Queues a delivery-log record on `{prefix}.deliveries.{outcome}.{endpoint}`, keeping at
+    /// most `keep` bytes of the body.
+    fn log_record(
+        &self,
+        meta: &DeliveryMeta,
+        outcome: &str,
+        mut headers: async_nats::HeaderMap,
+        body: &Bytes,
+        keep: usize,
+    ) {
+        let body = record_body(&mut headers, body, keep);
+        self.log.record(Record {
+            subject: subject::delivery_subject(&self.config.nats.prefix, outcome, &meta.endpoint),
+            headers,
+            body,
+        });
+    }
+
     /// Answers a refusal and records it on the deliveries stream.
     fn refuse(
         &self,
@@ -225,16 +243,13 @@ impl Inner {
         headers.insert(h::REASON, r.reason);
         headers.insert(h::DETAIL, subject::header_value(&r.detail).as_ref());
         headers.insert(h::HTTP_STATUS, r.status.as_str());
-        let kept = record_body(&mut headers, body, self.config.rejected_body_prefix);
-        self.log.record(Record {
-            subject: subject::delivery_subject(
-                &self.config.nats.prefix,
-                "rejected",
-                &meta.endpoint,
-            ),
+        self.log_record(
+            meta,
+            "rejected",
             headers,
-            body: kept,
-        });
+            body,
+            self.config.rejected_body_prefix,
+        );
         json(
             r.status,
             &Answer {
@@ -320,16 +335,7 @@ impl Inner {
             headers.insert(h::IDEMPOTENCY_KEY, key.as_str());
             headers.insert(h::OUTCOME, "duplicate");
             headers.insert(h::HTTP_STATUS, "200");
-            let kept = record_body(&mut headers, &body, usize::MAX);
-            self.log.record(Record {
-                subject: subject::delivery_subject(
-                    &self.config.nats.prefix,
-                    "duplicate",
-                    &meta.endpoint,
-                ),
-                headers,
-                body: kept,
-            });
+            self.log_record(meta, "duplicate", headers, &body, usize::MAX);
             return json(
                 StatusCode::OK,
                 &Answer {

@@ -97,16 +97,22 @@ pub struct SalesDeltas {
     pub by_order_attrs: HashMap<Cell, Acc>,
 }
 
+/// A finest-grain cell's projections onto the event and order-attribute grains.
+fn grains(cell: &Cell) -> (Cell, Cell) {
+    let by_event = Cell {
+        ticket_type_id: String::new(),
+        ..cell.clone()
+    };
+    let by_attrs = Cell {
+        event_id: String::new(),
+        ..by_event.clone()
+    };
+    (by_event, by_attrs)
+}
+
 impl SalesDeltas {
     fn add(&mut self, cell: Cell, acc: Acc) {
-        let by_event = Cell {
-            ticket_type_id: String::new(),
-            ..cell.clone()
-        };
-        let by_attrs = Cell {
-            event_id: String::new(),
-            ..by_event.clone()
-        };
+        let (by_event, by_attrs) = grains(&cell);
         self.by_ticket_type.entry(cell).or_default().add(&acc);
         self.by_event.entry(by_event).or_default().add(&acc);
         self.by_order_attrs.entry(by_attrs).or_default().add(&acc);
@@ -118,14 +124,7 @@ impl SalesDeltas {
         let mut seen_ev = std::collections::HashSet::new();
         let mut seen_attrs = std::collections::HashSet::new();
         for cell in cells {
-            let by_event = Cell {
-                ticket_type_id: String::new(),
-                ..cell.clone()
-            };
-            let by_attrs = Cell {
-                event_id: String::new(),
-                ..by_event.clone()
-            };
+            let (by_event, by_attrs) = grains(cell);
             if seen_tt.insert(cell.clone()) {
                 self.by_ticket_type.entry(cell.clone()).or_default().orders += 1;
             }
