@@ -32,16 +32,22 @@ fn showpass(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-/// Starts `showpass <command>` listening on a free port and waits until `/readyz` answers 200.
-fn spawn_ready(command: &str, env: &[(&str, &str)]) -> (std::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// Starts `showpass <command>` with ingest (and the api, if it runs one) on free ports and
+/// waits until ingest's `/readyz` answers 200. Answers the ingest and api ports.
+fn spawn_ready(command: &str, env: &[(&str, &str)]) -> (std::process::Child, u16, u16) {
+    let (port, api_port) = (free_port(), free_port());
     let mut child = Command::new(&*BIN)
         .arg(command)
         .env("INGEST_ADDR", format!("127.0.0.1:{port}"))
+        .env("API_ADDR", format!("127.0.0.1:{api_port}"))
         .envs(env.iter().copied())
         .stderr(Stdio::null())
         .spawn()
@@ -57,7 +63,7 @@ fn spawn_ready(command: &str, env: &[(&str, &str)]) -> (std::process::Child, u16
         child.kill().unwrap();
         panic!("showpass {command} did not become ready");
     }
-    (child, port)
+    (child, port, api_port)
 }
 
 fn stderr(o: &Output) -> String {
@@ -148,7 +154,7 @@ fn every_sample_sent_to_a_running_ingest_is_accepted() {
         ("NATS_SUBJECT_PREFIX", prefix.as_str()),
         ("NATS_URL", nats.as_str()),
     ];
-    let (mut ingest, port) = spawn_ready("ingest", &env);
+    let (mut ingest, port, _) = spawn_ready("ingest", &env);
     let url = format!("http://127.0.0.1:{port}/webhooks/showpass");
     let result = std::panic::catch_unwind(|| {
         for sample in [
@@ -211,7 +217,33 @@ fn cleanup(nats: &str, prefix: &str) {
     });
 }
 
-/// `showpass all` creates its database, and a delivery sent to it shows up in the read models.
+/// A plain HTTP/1.1 GET, answering the status and body.
+fn http_get(port: u16, path: &str, key: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_api_refuses_to_start_without_a_key_unless_told_to_run_insecure() {
+    let o = showpass(&["api"], &[("API_ADDR", "127.0.0.1:0")]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("API_KEYS"), "{}", stderr(&o));
+}
+
+/// `showpass all` creates its database, and a delivery sent to it shows up in the api.
 #[test]
 fn all_runs_ingest_and_projector_into_a_database_it_creates() {
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
@@ -227,8 +259,9 @@ fn all_runs_ingest_and_projector_into_a_database_it_creates() {
         ("NATS_SUBJECT_PREFIX", prefix.as_str()),
         ("NATS_URL", nats.as_str()),
         ("DATABASE_URL", db_url.as_str()),
+        ("API_KEYS", "cli-api-key"),
     ];
-    let (mut all, port) = spawn_ready("all", &env);
+    let (mut all, port, api_port) = spawn_ready("all", &env);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -240,23 +273,15 @@ fn all_runs_ingest_and_projector_into_a_database_it_creates() {
             &env,
         );
         assert!(o.status.success(), "{}", stderr(&o));
-        let status = rt.block_on(async {
-            let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
-            for _ in 0..200 {
-                let s: Option<String> = sqlx::query_scalar(
-                    "SELECT status FROM orders WHERE transaction_id = 'txn-all'",
-                )
-                .fetch_optional(&pool)
-                .await
-                .unwrap_or(None);
-                if s.is_some() {
-                    return s;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            None
+        let order = (0..200).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            let (status, body) = http_get(api_port, "/v1/orders/txn-all", "cli-api-key");
+            (status == 200).then_some(body)
         });
-        assert_eq!(status.as_deref(), Some("purchased"));
+        let order: serde_json::Value =
+            serde_json::from_str(&order.expect("the order appears")).unwrap();
+        assert_eq!(order["status"], "purchased");
+        assert_eq!(http_get(api_port, "/v1/orders/txn-all", "wrong").0, 401);
     });
     all.kill().unwrap();
     all.wait().unwrap();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use showpass_api::ApiConfig;
 use showpass_core::nats::{self, NatsConfig, parse_duration};
 use showpass_ingest::{Allowlist, Endpoints, IngestConfig};
 use showpass_projector::ProjectorConfig;
@@ -213,13 +214,81 @@ impl ProjectorArgs {
     }
 }
 
-/// `showpass all`: ingest and projector in one process.
+/// The api's own settings.
+#[derive(Args, Debug, Clone)]
+pub struct ApiOnlyArgs {
+    /// Listen address of the api.
+    #[arg(long = "api-addr", env = "API_ADDR", default_value = "0.0.0.0:8081")]
+    pub api_addr: SocketAddr,
+    /// Bearer tokens accepted on /v1, comma-separated.
+    #[arg(long = "api-keys", env = "API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Serve /v1 without keys when API_KEYS is unset (never in production).
+    #[arg(long = "insecure", env = "API_INSECURE", default_value_t = false)]
+    pub api_insecure: bool,
+    /// Origins allowed by CORS, comma-separated (`*` for any; unset for none).
+    #[arg(long = "api-cors-origins", env = "API_CORS_ORIGINS")]
+    pub api_cors_origins: Option<String>,
+    /// Largest page size a client may ask for.
+    #[arg(long = "api-max-limit", env = "API_MAX_LIMIT", default_value_t = 500)]
+    pub api_max_limit: u32,
+    /// How long a request (and each SQL statement) may take before a 503.
+    #[arg(long = "api-request-timeout", env = "API_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub api_request_timeout: Duration,
+    /// PostgreSQL connections of the api.
+    #[arg(long = "api-db-pool", env = "API_DB_POOL", default_value_t = 16)]
+    pub api_pool_size: u32,
+}
+
+impl ApiOnlyArgs {
+    pub fn config(&self, database: &DatabaseArgs, nats: NatsConfig) -> anyhow::Result<ApiConfig> {
+        showpass_store::options(&database.database_url)?;
+        anyhow::ensure!(self.api_pool_size > 0, "API_DB_POOL must be positive");
+        let config = ApiConfig {
+            database_url: database.database_url.clone(),
+            nats: Some(nats),
+            keys: ApiConfig::parse_keys(self.api_keys.as_deref().unwrap_or_default()),
+            insecure: self.api_insecure,
+            cors_origins: self
+                .api_cors_origins
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            default_limit: 50.min(self.api_max_limit.max(1)),
+            max_limit: self.api_max_limit,
+            body_limit: 64 * 1024,
+            request_timeout: self.api_request_timeout,
+            pool_size: self.api_pool_size,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `showpass api`.
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub api: ApiOnlyArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// `showpass all`: ingest, projector and api in one process.
 #[derive(Args, Debug)]
 pub struct AllArgs {
     #[command(flatten)]
     pub ingest: IngestArgs,
     #[command(flatten)]
     pub projector: ProjectorOnlyArgs,
+    #[command(flatten)]
+    pub api: ApiOnlyArgs,
 }
 
 /// `showpass migrate`.

@@ -32,7 +32,9 @@ enum Command {
     Ingest(config::IngestArgs),
     /// Run the consumer that maintains the read models in PostgreSQL.
     Projector(config::ProjectorArgs),
-    /// Run ingest and the projector in one process: the local default.
+    /// Run the query API (HTTP, default 0.0.0.0:8081).
+    Api(config::ApiArgs),
+    /// Run ingest, the projector and the api in one process: the local default.
     All(config::AllArgs),
     /// Create the database if missing, apply migrations, provision the streams (idempotent).
     Migrate(config::MigrateArgs),
@@ -67,6 +69,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+async fn bind(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {name} {addr}"))
+}
+
 fn progress_bar(stream: &str, done: u64, total: u64) -> String {
     const WIDTH: u64 = 30;
     let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH) as usize;
@@ -81,9 +89,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Ingest(args) => {
             let (config, addr) = args.load()?;
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding INGEST_ADDR {addr}"))?;
+            let listener = bind(addr, "INGEST_ADDR").await?;
             showpass_ingest::run(config, listener, showpass_core::shutdown::on_signal()).await
         }
         Command::Projector(args) => {
@@ -91,19 +97,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
             showpass_store::migrate(&config.database_url).await?;
             showpass_projector::run(config, showpass_core::shutdown::on_signal()).await
         }
+        Command::Api(args) => {
+            let config = args.api.config(&args.database, args.nats.config()?)?;
+            let listener = bind(args.api.api_addr, "API_ADDR").await?;
+            showpass_api::run(config, listener, showpass_core::shutdown::on_signal()).await
+        }
         Command::All(args) => {
-            let projector = args.projector.config(args.ingest.nats.config()?)?;
+            let nats = args.ingest.nats.config()?;
+            let projector = args.projector.config(nats.clone())?;
+            let api = args.api.config(&args.projector.database, nats)?;
             let (ingest, addr) = args.ingest.load()?;
             showpass_store::migrate(&projector.database_url).await?;
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding INGEST_ADDR {addr}"))?;
+            let ingest_listener = bind(addr, "INGEST_ADDR").await?;
+            let api_listener = bind(args.api.api_addr, "API_ADDR").await?;
             let shutdown = showpass_core::shutdown::on_signal();
-            let (i, p) = tokio::join!(
-                showpass_ingest::run(ingest, listener, shutdown.clone()),
-                showpass_projector::run(projector, shutdown.clone())
+            // One part failing stops the others: a half-running platform would hide it.
+            let stop_all = |r: anyhow::Result<()>| {
+                shutdown.cancel();
+                r
+            };
+            let (i, p, a) = tokio::join!(
+                async {
+                    stop_all(showpass_ingest::run(ingest, ingest_listener, shutdown.clone()).await)
+                },
+                async { stop_all(showpass_projector::run(projector, shutdown.clone()).await) },
+                async { stop_all(showpass_api::run(api, api_listener, shutdown.clone()).await) },
             );
-            i.and(p)
+            i.context("ingest")
+                .and(p.context("projector"))
+                .and(a.context("api"))
         }
         Command::Migrate(args) => args.run().await,
         Command::Rebuild(args) => {

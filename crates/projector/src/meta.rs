@@ -27,6 +27,8 @@ pub struct Meta {
     pub body_sha256: Option<String>,
     pub body_length: Option<i32>,
     pub body_truncated: bool,
+    /// Set on an event re-published by the api's replay: the original's stream sequence.
+    pub replay_of: Option<u64>,
 }
 
 impl Meta {
@@ -72,6 +74,7 @@ impl Meta {
             body_sha256: get(h::BODY_SHA256),
             body_length: get(h::BODY_LENGTH).and_then(|v| v.parse().ok()),
             body_truncated: get(h::BODY_TRUNCATED).is_some_and(|v| v == "true"),
+            replay_of: get(h::REPLAY_OF).and_then(|v| v.parse().ok()),
         }
     }
 }

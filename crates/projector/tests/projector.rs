@@ -7,55 +7,6 @@ use showpass_payload::samples::SampleKind::{self, *};
 use showpass_projector::ProjectorConfig;
 use showpass_testkit::*;
 use sqlx::{PgPool, Row};
-use tokio_util::sync::CancellationToken;
-
-/// A projector running against the test's streams and database.
-struct TestProjector {
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl TestProjector {
-    fn start(ingest: &TestIngest, pool: &PgPool, tweak: impl FnOnce(&mut ProjectorConfig)) -> Self {
-        let db = pool.connect_options().get_database().unwrap().to_owned();
-        let mut config = ProjectorConfig::local(ingest.config.nats.clone(), database_url_of(&db));
-        tweak(&mut config);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(showpass_projector::run(config, shutdown.clone()));
-        Self { shutdown, task }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-/// Waits until the projector has caught up with the events stream (and the deliveries one).
-async fn caught_up(ingest: &TestIngest, pool: &PgPool) {
-    for _ in 0..400 {
-        let mut events = ingest.events().await;
-        let mut deliveries = ingest.deliveries().await;
-        let e = events.info().await.unwrap().state.last_sequence as i64;
-        let d = deliveries.info().await.unwrap().state.last_sequence as i64;
-        let rows = sqlx::query("SELECT stream, last_seq FROM checkpoints")
-            .fetch_all(pool)
-            .await
-            .unwrap();
-        let at = |s: &str| {
-            rows.iter()
-                .find(|r| r.get::<String, _>(0) == s)
-                .map_or(0, |r| r.get::<i64, _>(1))
-        };
-        if at(&ingest.config.nats.events_stream()) >= e
-            && at(&ingest.config.nats.deliveries_stream()) >= d
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the projector did not catch up");
-}
 
 async fn deliver(ingest: &TestIngest, kind: SampleKind, uuid: &str, txn: &str, org: &str) {
     let (status, answer) = ingest.deliver(&sample_body(kind, uuid, txn, org)).await;

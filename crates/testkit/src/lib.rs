@@ -206,6 +206,18 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
+    let (status, _, body) = request_full(addr, method, path, headers, body).await?;
+    Ok((status, body))
+}
+
+/// A request, answered with its status, headers and body.
+pub async fn request_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> anyhow::Result<(StatusCode, hyper::HeaderMap, Bytes)> {
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -219,7 +231,12 @@ pub async fn request(
     }
     let resp = sender.send_request(req.body(Full::new(body))?).await?;
     let status = resp.status();
-    Ok((status, resp.into_body().collect().await?.to_bytes()))
+    let headers = resp.headers().clone();
+    Ok((
+        status,
+        headers,
+        resp.into_body().collect().await?.to_bytes(),
+    ))
 }
 
 /// A nats-server of the test's own (temp store, free port) that it may kill and restart.
@@ -336,4 +353,59 @@ pub fn database_url_of(database: &str) -> String {
         }
         _ => format!("{base}/{database}"),
     }
+}
+
+/// A projector running against the test's streams and database.
+pub struct TestProjector {
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestProjector {
+    pub fn start(
+        ingest: &TestIngest,
+        pool: &sqlx::PgPool,
+        tweak: impl FnOnce(&mut showpass_projector::ProjectorConfig),
+    ) -> Self {
+        let db = pool.connect_options().get_database().unwrap().to_owned();
+        let mut config = showpass_projector::ProjectorConfig::local(
+            ingest.config.nats.clone(),
+            database_url_of(&db),
+        );
+        tweak(&mut config);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(showpass_projector::run(config, shutdown.clone()));
+        Self { shutdown, task }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Waits until the projector has caught up with the events stream (and the deliveries one).
+pub async fn caught_up(ingest: &TestIngest, pool: &sqlx::PgPool) {
+    for _ in 0..400 {
+        let mut events = ingest.events().await;
+        let mut deliveries = ingest.deliveries().await;
+        let e = events.info().await.unwrap().state.last_sequence as i64;
+        let d = deliveries.info().await.unwrap().state.last_sequence as i64;
+        let rows = sqlx::query("SELECT stream, last_seq FROM checkpoints")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let at = |s: &str| {
+            rows.iter()
+                .find(|r| sqlx::Row::get::<String, _>(*r, 0) == s)
+                .map_or(0, |r| sqlx::Row::get::<i64, _>(r, 1))
+        };
+        if at(&ingest.config.nats.events_stream()) >= e
+            && at(&ingest.config.nats.deliveries_stream()) >= d
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the projector did not catch up");
 }

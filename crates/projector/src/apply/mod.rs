@@ -81,6 +81,11 @@ pub async fn apply_events(
     for m in &fresh {
         let (processing, error) = match &m.decision {
             Decision::Apply(inv) => match known.get(&inv.key) {
+                // A replay of an applied event leaves its delivery logged as applied.
+                Some(hash) if hash == &m.body_sha256 && m.meta.replay_of.is_some() => {
+                    tally.duplicate += 1;
+                    ("applied", None)
+                }
                 Some(hash) => {
                     tally.duplicate += 1;
                     (

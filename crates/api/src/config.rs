@@ -1,0 +1,107 @@
+//! The api's typed configuration.
+
+use std::time::Duration;
+
+use showpass_core::Secret;
+use showpass_core::nats::NatsConfig;
+
+/// Everything `showpass api` needs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub database_url: String,
+    /// JetStream, for delivery payloads and replay. Without it those answer 503.
+    pub nats: Option<NatsConfig>,
+    /// Bearer keys accepted on `/v1`.
+    pub keys: Vec<Secret>,
+    /// Serve `/v1` without keys (local experiments only). Must be asked for explicitly.
+    pub insecure: bool,
+    /// Origins allowed by CORS: empty for none, `*` for any.
+    pub cors_origins: Vec<String>,
+    /// Page size when `limit` is not given, and the largest allowed.
+    pub default_limit: u32,
+    pub max_limit: u32,
+    /// Largest request body (only replay takes one, and ignores it).
+    pub body_limit: usize,
+    /// How long one request may take (CSV exports excepted: they stream).
+    pub request_timeout: Duration,
+    /// PostgreSQL connections.
+    pub pool_size: u32,
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error(
+        "no API key: set API_KEYS (comma-separated bearer tokens), or start with --insecure \
+         (API_INSECURE=true) to serve /v1 without authentication"
+    )]
+    NoKeys,
+    #[error("page limits must satisfy 1 <= default ({default}) <= max ({max}) <= 10000")]
+    Limits { default: u32, max: u32 },
+}
+
+impl ApiConfig {
+    /// A local configuration: the given database and NATS, one key.
+    pub fn local(database_url: impl Into<String>, nats: Option<NatsConfig>, key: &str) -> Self {
+        Self {
+            database_url: database_url.into(),
+            nats,
+            keys: vec![Secret::new(key)],
+            insecure: false,
+            cors_origins: Vec::new(),
+            default_limit: 50,
+            max_limit: 500,
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            pool_size: 16,
+        }
+    }
+
+    /// Parses `API_KEYS`: comma-separated, blanks ignored.
+    pub fn parse_keys(list: &str) -> Vec<Secret> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(Secret::new)
+            .collect()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.keys.is_empty() && !self.insecure {
+            return Err(ConfigError::NoKeys);
+        }
+        if !(1 <= self.default_limit
+            && self.default_limit <= self.max_limit
+            && self.max_limit <= 10_000)
+        {
+            return Err(ConfigError::Limits {
+                default: self.default_limit,
+                max: self.max_limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_refuses_to_start_without_a_key_unless_told_to_run_insecure() {
+        let mut config = ApiConfig::local("postgres://x/y", None, "0123456789abcdef");
+        config.keys.clear();
+        assert_eq!(config.validate(), Err(ConfigError::NoKeys));
+        config.insecure = true;
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn keys_are_comma_separated_and_trimmed() {
+        let keys = ApiConfig::parse_keys(" a , ,b,");
+        assert_eq!(
+            keys.iter().map(Secret::expose).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! `/v1/events`: the Showpass events (shows) seen, with their sales totals.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::QueryBuilder;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiResult, Problem};
+use crate::page::{self, Cursor, Page};
+use crate::params::{self, Params};
+use crate::sales::SalesTotal;
+use crate::server::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/events", get(list_events))
+}
+
+/// A Showpass event (show) and its sales.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct EventOut {
+    pub org_id: String,
+    /// Showpass's event id.
+    pub event_id: String,
+    pub name: Option<String>,
+    pub starts_on: Option<String>,
+    pub ends_on: Option<String>,
+    /// When a delivery first mentioned it.
+    pub first_seen_at: DateTime<Utc>,
+    /// Sales totals, one entry per currency.
+    #[sqlx(skip)]
+    pub totals: Vec<SalesTotal>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    pub org_id: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventTotal {
+    org_id: String,
+    event_id: String,
+    #[sqlx(flatten)]
+    total: SalesTotal,
+}
+
+/// List the events seen, by organization and event id.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<EventOut>),
+              (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_events(
+    State(state): State<AppState>,
+    Params(query): Params<EventQuery>,
+) -> ApiResult<Json<Page<EventOut>>> {
+    let limit = page::limit(
+        query.limit.as_deref(),
+        state.config.default_limit,
+        state.config.max_limit,
+    )?;
+    let org = params::text("org_id", query.org_id.as_deref(), 100)?;
+    let mut sql = QueryBuilder::new(
+        "SELECT org_id, event_id, name, starts_on, ends_on, first_seen AS first_seen_at FROM shows WHERE true",
+    );
+    if let Some(org) = &org {
+        sql.push(" AND org_id = ").push_bind(org);
+    }
+    if let Some(c) = &query.cursor {
+        let p = Cursor::decode(c, "events", 2)?;
+        sql.push(" AND (org_id, event_id) > (")
+            .push_bind(p[0].clone())
+            .push(", ")
+            .push_bind(p[1].clone())
+            .push(")");
+    }
+    sql.push(" ORDER BY org_id, event_id LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    let rows: Vec<EventOut> = sql.build_query_as().fetch_all(&state.pool).await?;
+    let mut page = Page::from_rows(rows, limit, |e| {
+        Cursor::new("events", vec![e.org_id.clone(), e.event_id.clone()])
+    });
+
+    let orgs: Vec<&str> = page.items.iter().map(|e| e.org_id.as_str()).collect();
+    let ids: Vec<&str> = page.items.iter().map(|e| e.event_id.as_str()).collect();
+    let totals: Vec<EventTotal> = sqlx::query_as(
+        "SELECT s.org_id, s.event_id, s.currency, sum(s.orders)::int8 AS orders,
+                sum(s.tickets)::int8 AS tickets, sum(s.gross_revenue) AS gross_revenue,
+                sum(s.net_sales) AS net_sales, sum(s.service_fees) AS service_fees,
+                sum(s.total_tax) AS total_tax, sum(s.discounts) AS discounts,
+                sum(s.refunds) AS refunds
+         FROM sales_by_event s
+         WHERE (s.org_id, s.event_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+         GROUP BY s.org_id, s.event_id, s.currency
+         ORDER BY s.currency",
+    )
+    .bind(&orgs)
+    .bind(&ids)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut by_event: HashMap<(String, String), Vec<SalesTotal>> = HashMap::new();
+    for t in totals {
+        by_event
+            .entry((t.org_id, t.event_id))
+            .or_default()
+            .push(t.total);
+    }
+    for e in &mut page.items {
+        e.totals = by_event
+            .remove(&(e.org_id.clone(), e.event_id.clone()))
+            .unwrap_or_default();
+    }
+    Ok(Json(page))
+}

@@ -1,0 +1,79 @@
+//! The OpenAPI 3.1 document, generated from the handlers, and the `/docs` page.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_scalar::{Scalar, Servable as _};
+
+use crate::server::AppState;
+use crate::{customers, events, logs, ops, orders, sales, tickets};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Showpass platform API",
+        description = "Customers, orders, tickets, sales and the delivery log built from Showpass \
+            webhooks. Every `/v1` route needs `Authorization: Bearer <key>`. Errors are \
+            `application/problem+json`. Lists are keyset-paginated: pass `next_cursor` back as \
+            `cursor`. Money is a decimal string with two places; times are RFC 3339 UTC."
+    ),
+    paths(
+        customers::list_customers,
+        customers::get_customer,
+        orders::list_orders,
+        orders::get_order,
+        tickets::list_tickets,
+        events::list_events,
+        sales::sales_summary,
+        logs::list_logs,
+        logs::get_log,
+        logs::replay_log,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "customers", description = "One customer per organization and e-mail"),
+        (name = "orders", description = "One order per Showpass transaction"),
+        (name = "tickets", description = "Tickets and their current status"),
+        (name = "events", description = "Showpass events (shows) seen"),
+        (name = "sales", description = "Sales from incrementally maintained aggregates"),
+        (name = "logs", description = "Every delivery, its outcome and processing, and replay"),
+        (name = "operations", description = "Health and metrics (no key needed)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A key from API_KEYS"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document; needs no database.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    let doc = openapi();
+    let json = doc.clone();
+    Router::new()
+        .route("/openapi.json", get(move || async move { Json(json) }))
+        .merge(Scalar::with_url("/docs", doc).title("Showpass platform API"))
+}

@@ -1,0 +1,113 @@
+//! `/healthz`, `/readyz` and `/metrics`: open, for orchestrators and scrapers.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::server::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// Health of the api or of one of its dependencies.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// Each dependency checked: `database`, `nats` (when configured).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "alive", body = Health)))]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        checks: Vec::new(),
+    })
+}
+
+/// The api can answer: PostgreSQL reachable with the read models migrated. NATS (payloads
+/// and replay only) is reported but does not make the api unready.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready", body = Health),
+              (status = 503, description = "a dependency is down", body = Health)))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let mut checks = Vec::new();
+    let db = sqlx::query_scalar::<_, bool>(
+        "SELECT to_regclass('customers') IS NOT NULL AND to_regclass('deliveries') IS NOT NULL",
+    )
+    .fetch_one(&state.pool)
+    .await;
+    checks.push(match db {
+        Ok(true) => Check {
+            name: "database",
+            ok: true,
+            detail: None,
+        },
+        Ok(false) => Check {
+            name: "database",
+            ok: false,
+            detail: Some("read models missing: run `showpass migrate`".into()),
+        },
+        Err(e) => Check {
+            name: "database",
+            ok: false,
+            detail: Some(format!("unreachable: {}", short(&e.to_string()))),
+        },
+    });
+    if let Some(js) = &state.js {
+        let connected = js.client().connection_state() == async_nats::connection::State::Connected;
+        checks.push(Check {
+            name: "nats",
+            ok: connected,
+            detail: (!connected).then(|| "not connected".into()),
+        });
+    }
+    let ok = checks.iter().filter(|c| c.name == "database").all(|c| c.ok);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let health = Health {
+        status: if ok { "ok" } else { "unavailable" },
+        checks,
+    };
+    (status, Json(health))
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// Prometheus metrics (text format): `showpass_api_request_seconds` by route, method, status.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,356 @@
+//! `/v1/orders`: search, and one order with its invoices, line items and tickets.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::money::Money;
+use crate::page::{self, Cursor, Page};
+use crate::params::{self, Params, Range};
+use crate::server::AppState;
+use crate::tickets::{self, TicketOut};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orders", get(list_orders))
+        .route("/orders/{transaction_id}", get(get_order))
+}
+
+pub(crate) const STATUSES: &[&str] = &[
+    "purchased",
+    "partially_refunded",
+    "refunded",
+    "voided",
+    "transferred",
+];
+
+/// An order: one Showpass transaction.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct OrderOut {
+    pub transaction_id: String,
+    pub org_id: String,
+    /// `purchase` for a sale, `transfer` for tickets received by transfer.
+    pub kind: String,
+    /// `purchased`, `partially_refunded` (some tickets refunded), `refunded` (all),
+    /// `voided`, or `transferred` (all tickets transferred away).
+    #[schema(example = "purchased")]
+    pub status: String,
+    pub customer_id: Option<Uuid>,
+    pub customer_email: Option<String>,
+    pub customer_name: Option<String>,
+    #[schema(example = "CAD")]
+    pub currency: String,
+    pub payment_type: Option<String>,
+    #[sqlx(try_from = "Decimal")]
+    pub net_sales: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub gross_revenue: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub service_fees: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub total_tax: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub discounts: Money,
+    /// The absolute sum of its refund and void invoices.
+    #[sqlx(try_from = "Decimal")]
+    pub refunded: Money,
+    pub tickets_total: i32,
+    /// Tickets not refunded, voided or transferred away.
+    pub tickets_valid: i32,
+    /// When its first delivery arrived.
+    pub created_at: DateTime<Utc>,
+    /// When its latest delivery arrived.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One invoice event of an order, amounts as Showpass sent them.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct InvoiceOut {
+    /// The `webhook_event_uuid` (or `sha256:` of the body when it had none).
+    pub idempotency_key: String,
+    #[schema(example = "invoice.purchase")]
+    pub event_type: String,
+    pub invoice_type: Option<String>,
+    pub received_at: DateTime<Utc>,
+    /// The delivery that carried it (see `/v1/logs/{id}`).
+    pub delivery_id: Option<Uuid>,
+    pub stream_seq: i64,
+    pub payment_type: Option<String>,
+    pub currency: String,
+    #[sqlx(try_from = "Decimal")]
+    pub discounts: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub net_sales: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub service_fees: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub account_credit_applied: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub gross_revenue: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub organizer_fees: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub total_tax: Money,
+}
+
+/// A line of an invoice.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ItemOut {
+    /// The invoice it belongs to.
+    pub idempotency_key: String,
+    pub line_no: i32,
+    pub item_id: Option<String>,
+    pub invoice_item_type: Option<String>,
+    pub quantity: Option<f64>,
+    pub event_id: Option<String>,
+    pub event_name: Option<String>,
+    pub ticket_type_id: Option<String>,
+    pub ticket_type_name: Option<String>,
+    pub product_id: Option<String>,
+    pub product_name: Option<String>,
+    #[sqlx(try_from = "Decimal")]
+    pub discounts: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub net_sales: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub service_fees: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub gross_revenue: Money,
+    #[sqlx(try_from = "Decimal")]
+    pub total_tax: Money,
+}
+
+/// An order with everything received about it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderDetail {
+    #[serde(flatten)]
+    pub order: OrderOut,
+    /// One per invoice event received, in stream order.
+    pub invoices: Vec<InvoiceOut>,
+    pub items: Vec<ItemOut>,
+    pub tickets: Vec<TicketOut>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    /// A transaction id, a ticket barcode, or (part of) the customer's e-mail or name.
+    pub q: Option<String>,
+    pub org_id: Option<String>,
+    /// Orders with a ticket or line of this Showpass event.
+    pub event_id: Option<String>,
+    /// `purchased`, `partially_refunded`, `refunded`, `voided` or `transferred`.
+    pub status: Option<String>,
+    /// Created at or after: a date (`2026-11-27`, UTC) or an RFC 3339 time.
+    pub from: Option<String>,
+    /// Created at or before (a date counts whole).
+    pub to: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+pub(crate) const COLUMNS: &str = "o.transaction_id, o.org_id, o.kind, o.status, o.customer_id, \
+    o.customer_email, o.customer_name, o.currency, o.payment_type, o.net_sales, o.gross_revenue, \
+    o.service_fees, o.total_tax, o.discounts, o.refunded, o.tickets_total, o.tickets_valid, \
+    o.created_at, o.updated_at";
+
+/// Search orders, newest first.
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<OrderOut>),
+              (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_orders(
+    State(state): State<AppState>,
+    Params(query): Params<OrderQuery>,
+) -> ApiResult<Json<Page<OrderOut>>> {
+    let limit = page::limit(
+        query.limit.as_deref(),
+        state.config.default_limit,
+        state.config.max_limit,
+    )?;
+    let q = params::text("q", query.q.as_deref(), 200)?;
+    let org = params::text("org_id", query.org_id.as_deref(), 100)?;
+    let event = params::text("event_id", query.event_id.as_deref(), 100)?;
+    let status = params::one_of("status", query.status.as_deref(), STATUSES)?;
+    let range = Range::utc(query.from.as_deref(), query.to.as_deref())?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            let p = Cursor::decode(c, "orders", 3)?;
+            let at = DateTime::parse_from_rfc3339(&p[0])
+                .map_err(|_| ApiError::bad("cursor", "cursor is not one this listing gave out"))?;
+            Ok::<_, ApiError>((at.with_timezone(&Utc), p[1].clone(), p[2].clone()))
+        })
+        .transpose()?;
+
+    let mut sql = QueryBuilder::new(format!("SELECT {COLUMNS} FROM orders o WHERE true"));
+    if let Some(org) = &org {
+        sql.push(" AND o.org_id = ").push_bind(org);
+    }
+    if let Some(status) = status {
+        sql.push(" AND o.status = ").push_bind(status);
+    }
+    if let Some(start) = range.start {
+        sql.push(" AND o.created_at >= ").push_bind(start);
+    }
+    if let Some(end) = range.end {
+        sql.push(" AND o.created_at < ").push_bind(end);
+    }
+    if let Some(event) = &event {
+        sql.push(
+            " AND (EXISTS (SELECT 1 FROM tickets t WHERE t.org_id = o.org_id \
+             AND t.transaction_id = o.transaction_id AND t.event_id = ",
+        )
+        .push_bind(event)
+        .push(
+            ") OR EXISTS (SELECT 1 FROM invoice_items i WHERE i.org_id = o.org_id \
+             AND i.transaction_id = o.transaction_id AND i.event_id = ",
+        )
+        .push_bind(event)
+        .push("))");
+    }
+    if let Some(q) = &q {
+        // Each branch is an indexed lookup; their union names the candidate orders.
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        sql.push(" AND (o.org_id, o.transaction_id) IN (SELECT org_id, transaction_id FROM orders WHERE transaction_id = ")
+            .push_bind(q)
+            .push(" UNION ALL SELECT org_id, transaction_id FROM tickets WHERE barcode = ")
+            .push_bind(q)
+            .push(
+                " UNION ALL SELECT o2.org_id, o2.transaction_id FROM customers c \
+                 JOIN orders o2 ON o2.customer_id = c.id \
+                 WHERE public.showpass_customer_doc(c.email, c.name, c.phone) LIKE \
+                 ('%' || public.showpass_fold(",
+            )
+            .push_bind(escaped)
+            .push(") || '%'))");
+    }
+    if let Some((at, org, tx)) = &after {
+        sql.push(" AND (o.created_at, o.org_id, o.transaction_id) < (")
+            .push_bind(*at)
+            .push(", ")
+            .push_bind(org)
+            .push(", ")
+            .push_bind(tx)
+            .push(")");
+    }
+    sql.push(" ORDER BY o.created_at DESC, o.org_id DESC, o.transaction_id DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    let rows: Vec<OrderOut> = sql.build_query_as().fetch_all(&state.pool).await?;
+    Ok(Json(Page::from_rows(rows, limit, |o| {
+        Cursor::new(
+            "orders",
+            vec![
+                o.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                o.org_id.clone(),
+                o.transaction_id.clone(),
+            ],
+        )
+    })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OneOrderQuery {
+    /// Needed only when the transaction id exists in several organizations.
+    pub org_id: Option<String>,
+}
+
+/// One order: status, totals, its invoices (one per event received), line items, tickets.
+#[utoipa::path(get, path = "/v1/orders/{transaction_id}", tag = "orders",
+    params(("transaction_id" = String, Path, description = "Showpass's transaction id"), OneOrderQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = OrderDetail),
+              (status = 400, description = "the id exists in several organizations and org_id was not given", body = Problem, content_type = "application/problem+json"),
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "no such order", body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn get_order(
+    State(state): State<AppState>,
+    Path(transaction_id): Path<String>,
+    Params(query): Params<OneOrderQuery>,
+) -> ApiResult<Json<OrderDetail>> {
+    let org = params::text("org_id", query.org_id.as_deref(), 100)?;
+    let mut sql = QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM orders o WHERE o.transaction_id = "
+    ));
+    sql.push_bind(&transaction_id);
+    if let Some(org) = &org {
+        sql.push(" AND o.org_id = ").push_bind(org);
+    }
+    sql.push(" LIMIT 2");
+    let mut found: Vec<OrderOut> = sql.build_query_as().fetch_all(&state.pool).await?;
+    let order = match found.len() {
+        0 => {
+            return Err(ApiError::NotFound(format!(
+                "no order with transaction id {:?}",
+                page::truncate(&transaction_id)
+            )));
+        }
+        1 => found.remove(0),
+        _ => {
+            return Err(ApiError::bad(
+                "org_id",
+                "this transaction id exists in several organizations: pass org_id",
+            ));
+        }
+    };
+    let (org_id, tx) = (order.org_id.as_str(), order.transaction_id.as_str());
+    let (invoices, items, tickets) = tokio::try_join!(
+        sqlx::query_as::<_, InvoiceOut>(
+            "SELECT idempotency_key, event_type, invoice_type, received_at, delivery_id, stream_seq,
+                    payment_type, currency, discounts, net_sales, service_fees,
+                    account_credit_applied, gross_revenue, organizer_fees, total_tax
+             FROM invoices WHERE org_id = $1 AND transaction_id = $2
+             ORDER BY stream_seq"
+        )
+        .bind(org_id)
+        .bind(tx)
+        .fetch_all(&state.pool),
+        sqlx::query_as::<_, ItemOut>(
+            "SELECT i.idempotency_key, i.line_no, i.item_id, i.invoice_item_type,
+                    i.quantity::float8 AS quantity, i.event_id, i.event_name, i.ticket_type_id,
+                    i.ticket_type_name, i.product_id, i.product_name, i.discounts, i.net_sales,
+                    i.service_fees, i.gross_revenue, i.total_tax
+             FROM invoice_items i JOIN invoices v ON v.idempotency_key = i.idempotency_key
+             WHERE i.org_id = $1 AND i.transaction_id = $2
+             ORDER BY v.stream_seq, i.line_no"
+        )
+        .bind(org_id)
+        .bind(tx)
+        .fetch_all(&state.pool),
+        tickets::of_order(&state.pool, org_id, tx),
+    )?;
+    Ok(Json(OrderDetail {
+        order,
+        invoices,
+        items,
+        tickets,
+    }))
+}
+
+/// A customer's orders, newest first.
+pub(crate) async fn of_customer(
+    pool: &PgPool,
+    customer: Uuid,
+) -> Result<Vec<OrderOut>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM orders o WHERE o.customer_id = $1 \
+         ORDER BY o.created_at DESC, o.transaction_id DESC LIMIT 500"
+    ))
+    .bind(customer)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,165 @@
+//! Keyset pagination: `limit` and an opaque `cursor` naming the last row of the previous page.
+//!
+//! A cursor is the sort key of that row, so a page never repeats or skips a row however many
+//! are inserted meanwhile. It is base64url JSON tagged with the listing it belongs to; a
+//! cursor that does not decode, or belongs to another listing, is a 400 naming `cursor`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows: the extra row only says there is more.
+    pub fn from_rows(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> Cursor) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more {
+            rows.last().map(|r| key(r).encode())
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// The sort key of a row, tagged with its listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub listing: &'static str,
+    pub parts: Vec<String>,
+}
+
+impl Cursor {
+    pub fn new(listing: &'static str, parts: Vec<String>) -> Self {
+        Self { listing, parts }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut all = Vec::with_capacity(self.parts.len() + 1);
+        all.push(self.listing);
+        all.extend(self.parts.iter().map(String::as_str));
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&all).expect("strings serialize"))
+    }
+
+    /// Decodes a cursor of `listing` with exactly `n` parts.
+    pub fn decode(text: &str, listing: &'static str, n: usize) -> Result<Vec<String>, ApiError> {
+        let bad = || {
+            ApiError::bad(
+                "cursor",
+                "cursor is not one this listing gave out; pass next_cursor from the previous \
+                 page unchanged",
+            )
+        };
+        if text.len() > 2048 {
+            return Err(bad());
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
+        let mut all: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        if all.len() != n + 1 || all[0] != listing {
+            return Err(bad());
+        }
+        all.remove(0);
+        Ok(all)
+    }
+}
+
+/// Reads `limit`: absent gives the default; otherwise an integer in 1..=max.
+pub fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "limit",
+                    format!(
+                        "limit must be an integer between 1 and {max}, not {:?}",
+                        truncate(v)
+                    ),
+                )
+            }),
+    }
+}
+
+/// At most 64 characters of a bad value, for an error message.
+pub fn truncate(v: &str) -> String {
+    v.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_decodes_to_what_was_encoded() {
+        let c = Cursor::new("orders", vec!["2026-01-01T00:00:00Z".into(), "a\"b".into()]);
+        assert_eq!(Cursor::decode(&c.encode(), "orders", 2).unwrap(), c.parts);
+    }
+
+    #[test]
+    fn a_cursor_of_another_listing_or_shape_is_a_bad_cursor() {
+        let c = Cursor::new("orders", vec!["x".into()]);
+        for (text, listing, n) in [
+            (c.encode(), "customers", 1),
+            (c.encode(), "orders", 2),
+            ("not base64!".to_owned(), "orders", 1),
+            (URL_SAFE_NO_PAD.encode("{\"a\":1}"), "orders", 1),
+            ("A".repeat(5000), "orders", 1),
+        ] {
+            let e = Cursor::decode(&text, listing, n).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ApiError::BadParam {
+                        param: "cursor",
+                        ..
+                    }
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn limit_must_be_within_bounds() {
+        assert_eq!(limit(None, 50, 500).unwrap(), 50);
+        assert_eq!(limit(Some("500"), 50, 500).unwrap(), 500);
+        for bad in ["0", "-1", "501", "1e3", "ten", "99999999999999999999"] {
+            assert!(
+                matches!(
+                    limit(Some(bad), 50, 500),
+                    Err(ApiError::BadParam { param: "limit", .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_page_has_a_cursor_only_when_more_rows_follow() {
+        let key = |n: &u32| Cursor::new("n", vec![n.to_string()]);
+        let page = Page::from_rows(vec![1, 2, 3], 2, key);
+        assert_eq!(page.items, [1, 2]);
+        assert_eq!(
+            Cursor::decode(page.next_cursor.as_deref().unwrap(), "n", 1).unwrap(),
+            ["2"]
+        );
+        assert!(Page::from_rows(vec![1, 2], 2, key).next_cursor.is_none());
+    }
+}

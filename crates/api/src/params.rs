@@ -1,0 +1,175 @@
+//! Reading query parameters into typed values, each failure naming its parameter.
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::page::truncate;
+
+/// Query parameters of type `T`; a query string that does not fit `T` is a 400.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(t)| Self(t))
+            .map_err(|e| {
+                ApiError::bad(
+                    "query",
+                    format!("the query string is not valid: {}", e.body_text()),
+                )
+            })
+    }
+}
+
+/// A free-text parameter: trimmed, blank is absent, at most `max` characters.
+pub fn text(name: &'static str, raw: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.chars().count() > max => Err(ApiError::bad(
+            name,
+            format!("{name} must be at most {max} characters"),
+        )),
+        Some(v) if v.contains('\0') => Err(ApiError::bad(
+            name,
+            format!("{name} must not contain NUL characters"),
+        )),
+        Some(v) => Ok(Some(v.to_owned())),
+    }
+}
+
+/// A parameter that must be one of `allowed`.
+pub fn one_of(
+    name: &'static str,
+    raw: Option<&str>,
+    allowed: &[&'static str],
+) -> Result<Option<&'static str>, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => allowed
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(v))
+            .copied()
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad(
+                    name,
+                    format!(
+                        "{name} must be one of {}, not {:?}",
+                        allowed.join(", "),
+                        truncate(v)
+                    ),
+                )
+            }),
+    }
+}
+
+/// A `from` or `to` parameter: a day (`2026-11-27`) or an instant (RFC 3339).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum When {
+    Day(NaiveDate),
+    Instant(DateTime<Utc>),
+}
+
+pub fn when(name: &'static str, raw: Option<&str>) -> Result<Option<When>, ApiError> {
+    let Some(v) = raw.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return Ok(Some(When::Day(d)));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(Some(When::Instant(t.with_timezone(&Utc))));
+    }
+    Err(ApiError::bad(
+        name,
+        format!(
+            "{name} must be a date (2026-11-27) or an RFC 3339 time (2026-11-27T18:00:00Z), not {:?}",
+            truncate(v)
+        ),
+    ))
+}
+
+/// A UTC time range from `from` (inclusive) and `to` (inclusive: a day counts whole), as
+/// `[start, end)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Range {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl Range {
+    pub fn utc(from: Option<&str>, to: Option<&str>) -> Result<Self, ApiError> {
+        let midnight = |d: NaiveDate| d.and_time(NaiveTime::MIN).and_utc();
+        let start = when("from", from)?.map(|w| match w {
+            When::Day(d) => midnight(d),
+            When::Instant(t) => t,
+        });
+        let end = when("to", to)?.map(|w| match w {
+            When::Day(d) => midnight(d) + Duration::days(1),
+            When::Instant(t) => t + Duration::microseconds(1),
+        });
+        check_order(start, end)?;
+        Ok(Self { start, end })
+    }
+}
+
+pub fn check_order(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) -> Result<(), ApiError> {
+    if let (Some(s), Some(e)) = (start, end)
+        && e <= s
+    {
+        return Err(ApiError::bad("to", "to must not be before from"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_bad(r: Result<impl std::fmt::Debug, ApiError>, param: &str) -> bool {
+        matches!(r, Err(ApiError::BadParam { param: p, .. }) if p == param)
+    }
+
+    #[test]
+    fn a_day_range_covers_both_days_whole() {
+        let r = Range::utc(Some("2026-11-01"), Some("2026-11-02")).unwrap();
+        assert_eq!(r.start.unwrap().to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        assert_eq!(r.end.unwrap().to_rfc3339(), "2026-11-03T00:00:00+00:00");
+    }
+
+    #[test]
+    fn impossible_or_reversed_dates_name_their_parameter() {
+        assert!(is_bad(Range::utc(Some("2026-02-30"), None), "from"));
+        assert!(is_bad(Range::utc(None, Some("yesterday")), "to"));
+        assert!(is_bad(
+            Range::utc(Some("2026-11-02"), Some("2026-11-01")),
+            "to"
+        ));
+        assert!(is_bad(
+            Range::utc(Some("2026-13-01T00:00:00Z"), None),
+            "from"
+        ));
+    }
+
+    #[test]
+    fn enumerations_accept_any_case_and_name_the_parameter_otherwise() {
+        assert_eq!(
+            one_of("status", Some("Refunded"), &["refunded"]).unwrap(),
+            Some("refunded")
+        );
+        assert!(is_bad(
+            one_of("status", Some("gone'; DROP TABLE x"), &["refunded"]),
+            "status"
+        ));
+        assert!(is_bad(text("q", Some(&"x".repeat(300)), 200), "q"));
+        assert!(is_bad(text("q", Some("a\0b"), 200), "q"));
+    }
+}

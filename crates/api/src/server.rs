@@ -1,0 +1,162 @@
+//! Serving: the state every handler shares, the router, and `run`.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::auth::Keys;
+use crate::config::ApiConfig;
+use crate::metrics::Metrics;
+use crate::{auth, customers, events, logs, metrics, ops, orders, sales, tickets};
+use showpass_core::CancellationToken;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub pool: PgPool,
+    /// JetStream, for payloads and replay, when configured.
+    pub js: Option<jetstream::Context>,
+    pub config: ApiConfig,
+    pub keys: Keys,
+    pub metrics: Metrics,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, js: Option<jetstream::Context>, config: ApiConfig) -> Self {
+        let keys = Keys::new(&config.keys);
+        Self(Arc::new(Inner {
+            pool,
+            js,
+            config,
+            keys,
+            metrics: Metrics::new(),
+        }))
+    }
+}
+
+/// The whole API: `/v1` behind the keys; docs, health and metrics open.
+pub(crate) fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .merge(customers::router())
+        .merge(orders::router())
+        .merge(tickets::router())
+        .merge(events::router())
+        .merge(sales::router())
+        .merge(logs::router())
+        .fallback(|| async {
+            crate::error::ApiError::NotFound("no such route under /v1; see /docs".into())
+        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    let cors = cors(&state.config.cors_origins);
+    let timeout = state.config.request_timeout;
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .nest("/v1", v1)
+        .merge(ops::router())
+        .merge(crate::openapi::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(cors)
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600));
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+/// Opens the pool: a bounded statement time so a slow query answers 503, not a hung client.
+pub(crate) fn pool(config: &ApiConfig) -> anyhow::Result<PgPool> {
+    let statement_timeout = config.request_timeout.as_millis().max(1000).to_string();
+    let options = showpass_store::options(&config.database_url)?.options([
+        ("statement_timeout", statement_timeout.as_str()),
+        // Typo tolerance of customer search (`<%`): lower than the 0.6 default, so one
+        // transposed letter in a short name still matches.
+        ("pg_trgm.word_similarity_threshold", "0.5"),
+        ("application_name", "showpass-api"),
+    ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// Serves the API on `listener` until `shutdown`.
+pub async fn run(
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    if config.insecure && config.keys.is_empty() {
+        tracing::warn!("API started insecure: /v1 answers anyone, without a key");
+    }
+    let pool = pool(&config)?;
+    let js = match &config.nats {
+        Some(nats) => {
+            let client = showpass_core::nats::connect(nats, "showpass-api").await?;
+            Some(showpass_core::nats::jetstream(
+                client,
+                Duration::from_secs(5),
+            ))
+        }
+        None => None,
+    };
+    let state = AppState::new(pool.clone(), js, config);
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    tracing::info!(%addr, "api listening");
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+    .context("serving HTTP")?;
+    pool.close().await;
+    tracing::info!("api stopped");
+    Ok(())
+}

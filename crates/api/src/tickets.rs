@@ -1,0 +1,149 @@
+//! `/v1/tickets`: tickets with their current status.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::page::{self, Cursor, Page};
+use crate::params::{self, Params};
+use crate::server::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/tickets", get(list_tickets))
+}
+
+/// A ticket and its current status (which never moves back from a later state).
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct TicketOut {
+    pub id: String,
+    pub org_id: String,
+    pub transaction_id: String,
+    pub event_id: Option<String>,
+    pub event_name: Option<String>,
+    pub ticket_type_id: Option<String>,
+    pub ticket_type_name: Option<String>,
+    pub barcode: Option<String>,
+    /// As Showpass names it: `issued`, `scanned`, `transferred`, `refunded`, `voided`, ...
+    #[schema(example = "issued")]
+    pub status: String,
+    pub name_on_ticket: Option<String>,
+    pub email_on_ticket: Option<String>,
+    /// Issued to the recipient of a transfer.
+    pub created_by_transfer: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TicketQuery {
+    /// Exactly this barcode.
+    pub barcode: Option<String>,
+    pub event_id: Option<String>,
+    /// A Showpass ticket status, e.g. `issued` or `refunded`.
+    pub status: Option<String>,
+    /// A barcode, ticket id or transaction id.
+    pub q: Option<String>,
+    pub org_id: Option<String>,
+    pub transaction_id: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+const COLUMNS: &str = "t.id, t.org_id, t.transaction_id, t.event_id, t.event_name, \
+    t.ticket_type_id, t.ticket_type_name, t.barcode, t.status, t.name_on_ticket, \
+    t.email_on_ticket, t.created_by_transfer, t.updated_at";
+
+/// List tickets, by organization and ticket id.
+#[utoipa::path(get, path = "/v1/tickets", tag = "tickets", params(TicketQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<TicketOut>),
+              (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_tickets(
+    State(state): State<AppState>,
+    Params(query): Params<TicketQuery>,
+) -> ApiResult<Json<Page<TicketOut>>> {
+    let limit = page::limit(
+        query.limit.as_deref(),
+        state.config.default_limit,
+        state.config.max_limit,
+    )?;
+    let barcode = params::text("barcode", query.barcode.as_deref(), 200)?;
+    let event = params::text("event_id", query.event_id.as_deref(), 100)?;
+    let q = params::text("q", query.q.as_deref(), 200)?;
+    let org = params::text("org_id", query.org_id.as_deref(), 100)?;
+    let tx = params::text("transaction_id", query.transaction_id.as_deref(), 100)?;
+    let status =
+        params::text("status", query.status.as_deref(), 40)?.map(|s| s.to_ascii_lowercase());
+    if let Some(s) = &status
+        && !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return Err(ApiError::bad(
+            "status",
+            format!(
+                "status is a ticket status such as issued or refunded, not {:?}",
+                page::truncate(s)
+            ),
+        ));
+    }
+
+    let mut sql = QueryBuilder::new(format!("SELECT {COLUMNS} FROM tickets t WHERE true"));
+    if let Some(org) = &org {
+        sql.push(" AND t.org_id = ").push_bind(org);
+    }
+    if let Some(b) = &barcode {
+        sql.push(" AND t.barcode = ").push_bind(b);
+    }
+    if let Some(e) = &event {
+        sql.push(" AND t.event_id = ").push_bind(e);
+    }
+    if let Some(s) = &status {
+        sql.push(" AND t.status = ").push_bind(s);
+    }
+    if let Some(tx) = &tx {
+        sql.push(" AND t.transaction_id = ").push_bind(tx);
+    }
+    if let Some(q) = &q {
+        sql.push(" AND (t.barcode = ")
+            .push_bind(q)
+            .push(" OR t.transaction_id = ")
+            .push_bind(q)
+            .push(" OR t.id = ")
+            .push_bind(q)
+            .push(")");
+    }
+    if let Some(c) = &query.cursor {
+        let p = Cursor::decode(c, "tickets", 2)?;
+        sql.push(" AND (t.org_id, t.id) > (")
+            .push_bind(p[0].clone())
+            .push(", ")
+            .push_bind(p[1].clone())
+            .push(")");
+    }
+    sql.push(" ORDER BY t.org_id, t.id LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    let rows: Vec<TicketOut> = sql.build_query_as().fetch_all(&state.pool).await?;
+    Ok(Json(Page::from_rows(rows, limit, |t| {
+        Cursor::new("tickets", vec![t.org_id.clone(), t.id.clone()])
+    })))
+}
+
+/// The tickets of one order.
+pub(crate) async fn of_order(
+    pool: &PgPool,
+    org_id: &str,
+    tx: &str,
+) -> Result<Vec<TicketOut>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tickets t WHERE t.org_id = $1 AND t.transaction_id = $2 ORDER BY t.id"
+    ))
+    .bind(org_id)
+    .bind(tx)
+    .fetch_all(pool)
+    .await
+}
