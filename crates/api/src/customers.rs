@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::QueryBuilder;
+use sqlx::{PgPool, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -87,22 +87,36 @@ pub(crate) async fn list_customers(
     State(state): State<AppState>,
     Params(query): Params<CustomerQuery>,
 ) -> ApiResult<Json<Page<CustomerOut>>> {
-    let limit = page::limit(
-        query.limit.as_deref(),
-        state.config.default_limit,
-        state.config.max_limit,
-    )?;
+    let limit = state.limit(query.limit.as_deref())?;
     let q = params::text("q", query.q.as_deref(), 200)?;
     let org = params::text("org_id", query.org_id.as_deref(), 100)?;
-    let rows = match q {
-        None => list_all(&state, org.as_deref(), query.cursor.as_deref(), limit).await?,
-        Some(q) => search(&state, &q, org.as_deref(), query.cursor.as_deref(), limit).await?,
-    };
-    Ok(Json(rows))
+    let page = search_customers(
+        &state.pool,
+        q.as_deref(),
+        org.as_deref(),
+        query.cursor.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(page))
+}
+
+/// The query behind `GET /v1/customers`: by relevance with `q`, else by (organization, e-mail).
+pub async fn search_customers(
+    pool: &PgPool,
+    q: Option<&str>,
+    org: Option<&str>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> ApiResult<Page<CustomerOut>> {
+    match q {
+        None => list_all(pool, org, cursor, limit).await,
+        Some(q) => search(pool, q, org, cursor, limit).await,
+    }
 }
 
 async fn list_all(
-    state: &AppState,
+    pool: &PgPool,
     org: Option<&str>,
     cursor: Option<&str>,
     limit: u32,
@@ -121,52 +135,192 @@ async fn list_all(
     }
     sql.push(" ORDER BY c.org_id, c.email LIMIT ")
         .push_bind(i64::from(limit) + 1);
-    let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(&state.pool).await?;
+    let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(pool).await?;
     Ok(Page::from_rows(rows, limit, |c| {
         Cursor::new("customers", vec![c.org_id.clone(), c.email.clone()])
     }))
 }
 
-/// The indexed document and the folded query; see migration `api_search`.
-const DOC: &str = "public.showpass_customer_doc(c.email, c.name, c.phone)";
+/// The stored, folded text a search matches; see migration `api_search`.
+const DOC: &str = "c.search_doc";
 
+/// Three tiers, each tried only when the one before found nothing:
+/// 1. every word of `q` occurs in the customer's text (trigram index), ranked by where the
+///    first word occurs, an exact e-mail above all;
+/// 2. the same with each word corrected to the closest word customers' names and e-mails are
+///    made of (`search_words`: a few thousand words, not a million customers);
+/// 3. typo-tolerant similarity against the whole text (`<%`), the slowest.
+///
+/// A cursor remembers its tier, so later pages continue the same listing.
 async fn search(
-    state: &AppState,
+    pool: &PgPool,
     q: &str,
     org: Option<&str>,
     cursor: Option<&str>,
     limit: u32,
 ) -> ApiResult<Page<CustomerOut>> {
-    // A substring match ranks above a merely similar one; an exact e-mail above both.
+    let words: Vec<String> = q.split_whitespace().take(8).map(str::to_owned).collect();
+    let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+    let phone = digits.len() >= 4
+        && q.chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    if phone {
+        let after = match cursor {
+            Some(c) => Some(score_and_id(Cursor::decode(c, PHONE, 2)?)?),
+            None => None,
+        };
+        return by_phone(pool, &digits, org, after, limit).await;
+    }
+    if let Some(c) = cursor {
+        let (tier, parts) = [SUBSTRING, CORRECTED, FUZZY]
+            .into_iter()
+            .find_map(|t| Cursor::decode(c, t, 2).ok().map(|p| (t, p)))
+            .ok_or_else(bad_cursor)?;
+        let after = Some(score_and_id(parts)?);
+        return match tier {
+            SUBSTRING => ranked(pool, q, &words, org, after, limit, SUBSTRING).await,
+            CORRECTED => {
+                let corrected = correct(pool, &words).await?;
+                ranked(pool, q, &corrected, org, after, limit, CORRECTED).await
+            }
+            _ => fuzzy(pool, q, org, after, limit).await,
+        };
+    }
+    let page = ranked(pool, q, &words, org, None, limit, SUBSTRING).await?;
+    if !page.items.is_empty() || !q.chars().any(char::is_alphabetic) {
+        return Ok(page);
+    }
+    let corrected = correct(pool, &words).await?;
+    let page = ranked(pool, q, &corrected, org, None, limit, CORRECTED).await?;
+    if !page.items.is_empty() {
+        return Ok(page);
+    }
+    fuzzy(pool, q, org, None, limit).await
+}
+
+fn score_and_id(parts: Vec<String>) -> ApiResult<(f64, Uuid)> {
+    let score: f64 = parts[0].parse().map_err(|_| bad_cursor())?;
+    let id: Uuid = parts[1].parse().map_err(|_| bad_cursor())?;
+    Ok((score, id))
+}
+
+/// A phone number, or its last digits, however written: matched on the digits' suffix index.
+async fn by_phone(
+    pool: &PgPool,
+    digits: &str,
+    org: Option<&str>,
+    after: Option<(f64, Uuid)>,
+    limit: u32,
+) -> ApiResult<Page<CustomerOut>> {
+    let reversed: String = digits.chars().rev().collect();
+    let mut sql = QueryBuilder::new(format!(
+        "SELECT * FROM (SELECT {COLUMNS}, (CASE WHEN regexp_replace(c.phone, '[^0-9]', '', 'g') = "
+    ));
+    sql.push_bind(digits.to_owned())
+        .push(
+            " THEN 2 ELSE 1 END)::float8 AS score FROM customers c \
+               WHERE reverse(regexp_replace(c.phone, '[^0-9]', '', 'g')) LIKE ",
+        )
+        .push_bind(reversed + "%");
+    if let Some(org) = org {
+        sql.push(" AND c.org_id = ").push_bind(org.to_owned());
+    }
+    sql.push(") c WHERE true");
+    finish(pool, sql, after, limit, PHONE).await
+}
+
+const PHONE: &str = "customers-ph";
+const SUBSTRING: &str = "customers-q";
+const CORRECTED: &str = "customers-c";
+const FUZZY: &str = "customers-fz";
+
+/// Each word folded, and replaced by the most similar known word when it is not one.
+async fn correct(pool: &PgPool, words: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(
+             (SELECT s.word FROM search_words s WHERE s.word % f.w
+              ORDER BY similarity(s.word, f.w) DESC, s.word LIMIT 1),
+             f.w)
+         FROM (SELECT public.showpass_fold(u.w) AS w, u.n
+               FROM unnest($1::text[]) WITH ORDINALITY AS u(w, n)) f
+         ORDER BY f.n",
+    )
+    .bind(words)
+    .fetch_all(pool)
+    .await
+}
+
+/// Customers whose text holds every word; 2 where it starts with the first, falling towards
+/// 1 the later it occurs; 3 for the exact e-mail.
+async fn ranked(
+    pool: &PgPool,
+    q: &str,
+    words: &[String],
+    org: Option<&str>,
+    after: Option<(f64, Uuid)>,
+    limit: u32,
+    listing: &'static str,
+) -> ApiResult<Page<CustomerOut>> {
+    let Some(first) = words.first() else {
+        return Ok(Page {
+            items: Vec::new(),
+            next_cursor: None,
+        });
+    };
     let mut sql = QueryBuilder::new(format!(
         "SELECT * FROM (SELECT {COLUMNS}, (CASE WHEN c.email = lower("
     ));
     sql.push_bind(q)
-        .push(") THEN 2 WHEN ")
+        .push(") THEN 3 ELSE 1 + 1.0 / strpos(")
         .push(DOC)
-        .push(" LIKE ");
-    push_pattern(&mut sql, q);
-    sql.push(" THEN 1 ELSE 0 END + word_similarity(public.showpass_fold(")
-        .push_bind(q)
-        .push("), ")
-        .push(DOC)
-        .push("))::float8 AS score FROM customers c WHERE (")
-        .push(DOC)
-        .push(" LIKE ");
-    push_pattern(&mut sql, q);
-    sql.push(" OR public.showpass_fold(")
-        .push_bind(q)
-        .push(") <% ")
-        .push(DOC)
-        .push(")");
+        .push(", public.showpass_fold(")
+        .push_bind(first.clone())
+        .push(")) END)::float8 AS score FROM customers c WHERE true");
+    for w in words {
+        sql.push(" AND ").push(DOC).push(" LIKE ");
+        push_pattern(&mut sql, w);
+    }
     if let Some(org) = org {
         sql.push(" AND c.org_id = ").push_bind(org);
     }
     sql.push(") c WHERE true");
-    if let Some(c) = cursor {
-        let parts = Cursor::decode(c, "customers-q", 2)?;
-        let score: f64 = parts[0].parse().map_err(|_| bad_cursor())?;
-        let id: Uuid = parts[1].parse().map_err(|_| bad_cursor())?;
+    finish(pool, sql, after, limit, listing).await
+}
+
+/// Typo-tolerant: customers whose text has words similar to `q`'s, by similarity.
+async fn fuzzy(
+    pool: &PgPool,
+    q: &str,
+    org: Option<&str>,
+    after: Option<(f64, Uuid)>,
+    limit: u32,
+) -> ApiResult<Page<CustomerOut>> {
+    let mut sql = QueryBuilder::new(format!(
+        "SELECT * FROM (SELECT {COLUMNS}, word_similarity(public.showpass_fold("
+    ));
+    sql.push_bind(q)
+        .push("), ")
+        .push(DOC)
+        .push(")::float8 AS score FROM customers c WHERE public.showpass_fold(")
+        .push_bind(q)
+        .push(") <% ")
+        .push(DOC);
+    if let Some(org) = org {
+        sql.push(" AND c.org_id = ").push_bind(org);
+    }
+    sql.push(") c WHERE true");
+    finish(pool, sql, after, limit, FUZZY).await
+}
+
+/// Keyset on (score descending, id), and the page.
+async fn finish(
+    pool: &PgPool,
+    mut sql: QueryBuilder<'_, sqlx::Postgres>,
+    after: Option<(f64, Uuid)>,
+    limit: u32,
+    listing: &'static str,
+) -> ApiResult<Page<CustomerOut>> {
+    if let Some((score, id)) = after {
         sql.push(" AND (c.score < ")
             .push_bind(score)
             .push(" OR (c.score = ")
@@ -177,10 +331,10 @@ async fn search(
     }
     sql.push(" ORDER BY c.score DESC, c.id LIMIT ")
         .push_bind(i64::from(limit) + 1);
-    let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(&state.pool).await?;
+    let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(pool).await?;
     Ok(Page::from_rows(rows, limit, |c| {
         Cursor::new(
-            "customers-q",
+            listing,
             vec![c.score.unwrap_or_default().to_string(), c.id.to_string()],
         )
     }))

@@ -11,7 +11,7 @@ use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiResult, Problem};
-use crate::page::{self, Cursor, Page};
+use crate::page::{Cursor, Page};
 use crate::params::{self, Params};
 use crate::sales::SalesTotal;
 use crate::server::AppState;
@@ -62,11 +62,7 @@ pub(crate) async fn list_events(
     State(state): State<AppState>,
     Params(query): Params<EventQuery>,
 ) -> ApiResult<Json<Page<EventOut>>> {
-    let limit = page::limit(
-        query.limit.as_deref(),
-        state.config.default_limit,
-        state.config.max_limit,
-    )?;
+    let limit = state.limit(query.limit.as_deref())?;
     let org = params::text("org_id", query.org_id.as_deref(), 100)?;
     let mut sql = QueryBuilder::new(
         "SELECT org_id, event_id, name, starts_on, ends_on, first_seen AS first_seen_at FROM shows WHERE true",

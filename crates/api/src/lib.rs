@@ -23,5 +23,15 @@ mod server;
 mod tickets;
 
 pub use config::{ApiConfig, ConfigError};
+
+/// The queries behind the routes, callable without HTTP: the benchmark runs them beside the
+/// API to show what the HTTP layer adds.
+pub mod direct {
+    pub use crate::customers::{CustomerOut, search_customers};
+    pub use crate::orders::{OrderDetail, find_order};
+    pub use crate::page::Page;
+    pub use crate::params::When;
+    pub use crate::sales::{SalesFilters, SalesSummary, summarize};
+}
 pub use openapi::openapi;
 pub use server::run;

@@ -124,11 +124,7 @@ pub(crate) async fn list_logs(
     State(state): State<AppState>,
     Params(query): Params<LogQuery>,
 ) -> ApiResult<Json<Page<DeliveryOut>>> {
-    let limit = page::limit(
-        query.limit.as_deref(),
-        state.config.default_limit,
-        state.config.max_limit,
-    )?;
+    let limit = state.limit(query.limit.as_deref())?;
     let outcome = params::one_of(
         "outcome",
         query.outcome.as_deref(),

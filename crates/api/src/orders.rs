@@ -171,11 +171,7 @@ pub(crate) async fn list_orders(
     State(state): State<AppState>,
     Params(query): Params<OrderQuery>,
 ) -> ApiResult<Json<Page<OrderOut>>> {
-    let limit = page::limit(
-        query.limit.as_deref(),
-        state.config.default_limit,
-        state.config.max_limit,
-    )?;
+    let limit = state.limit(query.limit.as_deref())?;
     let q = params::text("q", query.q.as_deref(), 200)?;
     let org = params::text("org_id", query.org_id.as_deref(), 100)?;
     let event = params::text("event_id", query.event_id.as_deref(), 100)?;
@@ -231,7 +227,7 @@ pub(crate) async fn list_orders(
             .push(
                 " UNION ALL SELECT o2.org_id, o2.transaction_id FROM customers c \
                  JOIN orders o2 ON o2.customer_id = c.id \
-                 WHERE public.showpass_customer_doc(c.email, c.name, c.phone) LIKE \
+                 WHERE c.search_doc LIKE \
                  ('%' || public.showpass_fold(",
             )
             .push_bind(escaped)
@@ -283,20 +279,31 @@ pub(crate) async fn get_order(
     Params(query): Params<OneOrderQuery>,
 ) -> ApiResult<Json<OrderDetail>> {
     let org = params::text("org_id", query.org_id.as_deref(), 100)?;
+    Ok(Json(
+        find_order(&state.pool, &transaction_id, org.as_deref()).await?,
+    ))
+}
+
+/// The query behind `GET /v1/orders/{transaction_id}`: the order and all it holds.
+pub async fn find_order(
+    pool: &PgPool,
+    transaction_id: &str,
+    org: Option<&str>,
+) -> ApiResult<OrderDetail> {
     let mut sql = QueryBuilder::new(format!(
         "SELECT {COLUMNS} FROM orders o WHERE o.transaction_id = "
     ));
-    sql.push_bind(&transaction_id);
+    sql.push_bind(transaction_id);
     if let Some(org) = &org {
         sql.push(" AND o.org_id = ").push_bind(org);
     }
     sql.push(" LIMIT 2");
-    let mut found: Vec<OrderOut> = sql.build_query_as().fetch_all(&state.pool).await?;
+    let mut found: Vec<OrderOut> = sql.build_query_as().fetch_all(pool).await?;
     let order = match found.len() {
         0 => {
             return Err(ApiError::NotFound(format!(
                 "no order with transaction id {:?}",
-                page::truncate(&transaction_id)
+                page::truncate(transaction_id)
             )));
         }
         1 => found.remove(0),
@@ -318,7 +325,7 @@ pub(crate) async fn get_order(
         )
         .bind(org_id)
         .bind(tx)
-        .fetch_all(&state.pool),
+        .fetch_all(pool),
         sqlx::query_as::<_, ItemOut>(
             "SELECT i.idempotency_key, i.line_no, i.item_id, i.invoice_item_type,
                     i.quantity::float8 AS quantity, i.event_id, i.event_name, i.ticket_type_id,
@@ -330,15 +337,15 @@ pub(crate) async fn get_order(
         )
         .bind(org_id)
         .bind(tx)
-        .fetch_all(&state.pool),
-        tickets::of_order(&state.pool, org_id, tx),
+        .fetch_all(pool),
+        tickets::of_order(pool, org_id, tx),
     )?;
-    Ok(Json(OrderDetail {
+    Ok(OrderDetail {
         order,
         invoices,
         items,
         tickets,
-    }))
+    })
 }
 
 /// A customer's orders, newest first.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt as _;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, Problem};
@@ -105,16 +105,18 @@ const SUMS: &str = "sum(s.orders)::int8 AS orders, sum(s.tickets)::int8 AS ticke
     sum(s.service_fees) AS service_fees, sum(s.total_tax) AS total_tax, \
     sum(s.discounts) AS discounts, sum(s.refunds) AS refunds";
 
-/// The filters every query shares.
-struct Filters {
-    org: Option<String>,
-    event: Option<String>,
-    from: Option<When>,
-    to: Option<When>,
-    tz: String,
+/// The filters of a summary or export.
+#[derive(Debug, Clone, Default)]
+pub struct SalesFilters {
+    pub org: Option<String>,
+    pub event: Option<String>,
+    pub from: Option<When>,
+    pub to: Option<When>,
+    /// A time zone PostgreSQL knows (`UTC` when empty).
+    pub tz: String,
 }
 
-impl Filters {
+impl SalesFilters {
     /// `AND ...` on the column `time` (a bucket or an arrival time) of the alias `s`.
     fn push(&self, sql: &mut QueryBuilder<'_, Postgres>, time: &str, with_event: bool) {
         if let Some(org) = &self.org {
@@ -175,7 +177,7 @@ pub(crate) async fn sales_summary(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/csv")),
     };
-    let filters = Filters {
+    let filters = SalesFilters {
         org: params::text("org_id", query.org_id.as_deref(), 100)?,
         event: params::text("event_id", query.event_id.as_deref(), 100)?,
         from: params::when("from", query.from.as_deref())?,
@@ -187,6 +189,20 @@ pub(crate) async fn sales_summary(
         return Ok(export(state, filters));
     }
 
+    Ok(Json(summarize(&state.pool, group_by, filters).await?).into_response())
+}
+
+/// The query behind `GET /v1/sales/summary`: rows of `group_by` (one of `event`,
+/// `ticket_type`, `day`, `payment_type`) and per-currency totals, from the aggregates.
+pub async fn summarize(
+    pool: &PgPool,
+    group_by: &str,
+    mut filters: SalesFilters,
+) -> ApiResult<SalesSummary> {
+    let group_by = params::one_of("group_by", Some(group_by), GROUPS)?.unwrap_or("event");
+    if filters.tz.is_empty() {
+        filters.tz = "UTC".into();
+    }
     let (table, has_event) = match (group_by, filters.event.is_some()) {
         ("ticket_type", _) => ("sales_by_ticket_type", true),
         ("event", _) | (_, true) => ("sales_by_event", true),
@@ -227,12 +243,6 @@ pub(crate) async fn sales_summary(
     ));
     filters.push(&mut sql, "s.bucket", has_event);
     sql.push(" GROUP BY 1, 2, s.currency) g ORDER BY g.key, g.currency");
-    let mut rows: Vec<SalesRow> = sql.build_query_as().fetch_all(&state.pool).await?;
-    if group_by == "day" {
-        for r in &mut rows {
-            r.label = Some(r.key.clone());
-        }
-    }
 
     // Totals from the coarsest grain the filters allow, where each order counts once.
     let totals_table = if filters.event.is_some() {
@@ -240,20 +250,28 @@ pub(crate) async fn sales_summary(
     } else {
         "sales_by_order_attrs"
     };
-    let mut sql = QueryBuilder::new(format!(
+    let mut totals_sql = QueryBuilder::new(format!(
         "SELECT s.currency, {SUMS} FROM {totals_table} s WHERE true"
     ));
-    filters.push(&mut sql, "s.bucket", filters.event.is_some());
-    sql.push(" GROUP BY s.currency ORDER BY s.currency");
-    let totals: Vec<SalesTotal> = sql.build_query_as().fetch_all(&state.pool).await?;
+    filters.push(&mut totals_sql, "s.bucket", filters.event.is_some());
+    totals_sql.push(" GROUP BY s.currency ORDER BY s.currency");
+    // Both read the aggregates by index only; run them side by side.
+    let (mut rows, totals): (Vec<SalesRow>, Vec<SalesTotal>) = tokio::try_join!(
+        sql.build_query_as().fetch_all(pool),
+        totals_sql.build_query_as().fetch_all(pool),
+    )?;
+    if group_by == "day" {
+        for r in &mut rows {
+            r.label = Some(r.key.clone());
+        }
+    }
 
-    Ok(Json(SalesSummary {
+    Ok(SalesSummary {
         group_by,
         tz: filters.tz,
         rows,
         totals,
     })
-    .into_response())
 }
 
 fn check_order(from: Option<When>, to: Option<When>) -> ApiResult<()> {
@@ -395,7 +413,7 @@ fn push_field(out: &mut String, v: &str) {
 
 /// The itemised export: money lines of purchases, refunds and voids, oldest first, streamed
 /// from a cursor so memory stays flat however many lines there are.
-fn export(state: AppState, filters: Filters) -> Response {
+fn export(state: AppState, filters: SalesFilters) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
         let mut sql =

@@ -43,6 +43,11 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The page size a request asked for, within the configured bounds.
+    pub fn limit(&self, raw: Option<&str>) -> Result<u32, crate::error::ApiError> {
+        crate::page::limit(raw, self.config.default_limit, self.config.max_limit)
+    }
+
     pub fn new(pool: PgPool, js: Option<jetstream::Context>, config: ApiConfig) -> Self {
         let keys = Keys::new(&config.keys);
         Self(Arc::new(Inner {

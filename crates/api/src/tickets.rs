@@ -68,11 +68,7 @@ pub(crate) async fn list_tickets(
     State(state): State<AppState>,
     Params(query): Params<TicketQuery>,
 ) -> ApiResult<Json<Page<TicketOut>>> {
-    let limit = page::limit(
-        query.limit.as_deref(),
-        state.config.default_limit,
-        state.config.max_limit,
-    )?;
+    let limit = state.limit(query.limit.as_deref())?;
     let barcode = params::text("barcode", query.barcode.as_deref(), 200)?;
     let event = params::text("event_id", query.event_id.as_deref(), 100)?;
     let q = params::text("q", query.q.as_deref(), 200)?;

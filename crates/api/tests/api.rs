@@ -763,3 +763,76 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// An api whose database is unreachable answers 503 problems (never hangs or 500s), stays
+/// alive, and says it is not ready.
+#[tokio::test]
+async fn an_unreachable_database_is_a_503_and_not_ready() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = ApiConfig::local(format!("postgres://postgres@{dead}/nowhere"), None, KEY);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(showpass_api::run(config, listener, shutdown.clone()));
+    let auth = format!("Bearer {KEY}");
+    let (status, body, content_type) =
+        raw(addr, "GET", "/v1/orders", &[("authorization", &auth)]).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(raw(addr, "GET", "/readyz", &[]).await.0, 503);
+    assert_eq!(raw(addr, "GET", "/healthz", &[]).await.0, 200);
+    shutdown.cancel();
+}
+
+/// Without NATS, a delivery still reads back (its payload marked unavailable) and a replay is
+/// a 503 to retry, not a lost request.
+#[sqlx::test(migrations = "../../migrations")]
+async fn without_nats_logs_still_answer_and_replay_is_a_503(pool: PgPool) {
+    let p = Platform::start(pool).await;
+    p.deliver(Purchase, "n-1", "N1", "20").await;
+    p.settle().await;
+    let id = p.get_ok("/v1/logs").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A second api on the same database, configured for a NATS that is not there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut nats = p.ingest.config.nats.clone();
+    nats.url = format!("nats://{dead}");
+    let db = p.pool.connect_options().get_database().unwrap().to_owned();
+    let config = ApiConfig::local(database_url_of(&db), Some(nats), KEY);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(showpass_api::run(config, listener, p.shutdown.clone()));
+    let auth = format!("Bearer {KEY}");
+    let (status, body, _) = raw(
+        addr,
+        "GET",
+        &format!("/v1/logs/{id}"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["processing"], "applied");
+    assert!(
+        body["payload"].is_null() && body["payload_unavailable"].is_string(),
+        "{body}"
+    );
+    let (status, _, content_type) = raw(
+        addr,
+        "POST",
+        &format!("/v1/logs/{id}/replay"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(content_type, "application/problem+json");
+    p.stop().await;
+}

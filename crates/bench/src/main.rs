@@ -5,6 +5,7 @@
 //! bare JetStream publish loop with the same payloads and the same number of acks in flight.
 #![forbid(unsafe_code)]
 
+mod api;
 mod ingest;
 mod payloads;
 mod projector;
@@ -26,6 +27,8 @@ enum Command {
     Ingest(ingest::Args),
     /// projector catch-up beside a bulk COPY, and freshness at a steady rate.
     Projector(projector::Args),
+    /// api latency over 1M customers and 5M tickets, beside the same queries run directly.
+    Api(api::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Ingest(args) => ingest::run(args).await,
             Command::Projector(args) => projector::run(args).await,
+            Command::Api(args) => api::run(args).await,
         }
     })
 }

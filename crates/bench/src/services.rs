@@ -75,7 +75,7 @@ pub async fn stop(child: &mut Child) {
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
 }
 
-async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
+pub async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
     for _ in 0..200 {
         if let Ok(mut s) = TcpStream::connect(addr).await {
             s.write_all(b"GET /readyz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
@@ -88,7 +88,7 @@ async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!("ingest did not become ready at {addr}")
+    anyhow::bail!("the service did not become ready at {addr}")
 }
 
 /// Peak and current resident set size of a process, in bytes.

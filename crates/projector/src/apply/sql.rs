@@ -641,14 +641,29 @@ pub async fn recompute_customers(
     }
     let mut customers: Vec<&(String, String, uuid::Uuid)> = customers.iter().collect();
     customers.sort();
+    let ids: Vec<uuid::Uuid> = customers.iter().map(|c| c.2).collect();
     sqlx::query(RECOMPUTE_CUSTOMERS)
         .bind(customers.iter().map(|c| c.0.as_str()).collect::<Vec<_>>())
         .bind(customers.iter().map(|c| c.1.as_str()).collect::<Vec<_>>())
-        .bind(customers.iter().map(|c| c.2).collect::<Vec<_>>())
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(SEARCH_WORDS)
+        .bind(&ids)
         .execute(&mut *tx)
         .await?;
     Ok(())
 }
+
+/// The words of these customers' names and e-mails, for the api's typo correction.
+const SEARCH_WORDS: &str = "
+INSERT INTO search_words (word)
+SELECT DISTINCT w
+FROM customers c,
+    unnest(regexp_split_to_array(public.showpass_fold(coalesce(c.name, '') || ' ' || split_part(c.email, '@', 1)), '[^a-z]+')) AS w
+WHERE c.id = ANY($1) AND length(w) >= 3
+ORDER BY w
+ON CONFLICT DO NOTHING";
 
 const RECOMPUTE_CUSTOMERS: &str = "
 WITH t AS (SELECT DISTINCT * FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS t(org_id, customer_key, id))
