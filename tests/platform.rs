@@ -297,3 +297,39 @@ fn all_runs_ingest_and_projector_into_a_database_it_creates() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// Without `API_KEYS`, `showpass all` still receives webhooks (the api alone stays down).
+#[test]
+fn all_without_an_api_key_still_runs_ingest_and_the_projector() {
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let prefix = format!("t{id}");
+    let database = format!("cli_nokey_{id}");
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db_url = format!("{}/{database}", &base[..base.rfind('/').unwrap()]);
+    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let env = [
+        ("SHOWPASS_WEBHOOK_SECRET", "cli-secret"),
+        ("NATS_SUBJECT_PREFIX", prefix.as_str()),
+        ("NATS_URL", nats.as_str()),
+        ("DATABASE_URL", db_url.as_str()),
+    ];
+    let (mut all, port, _) = spawn_ready("all", &env);
+    let url = format!("http://127.0.0.1:{port}/webhooks/showpass");
+    let sent = showpass(&["send", "--url", &url], &env);
+    all.kill().unwrap();
+    all.wait().unwrap();
+    cleanup(&nats, &prefix);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if let Ok(pool) = sqlx::PgPool::connect(&base).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                .execute(&pool)
+                .await;
+        }
+    });
+    assert!(sent.status.success(), "{}", stderr(&sent));
+}

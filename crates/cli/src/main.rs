@@ -105,11 +105,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::All(args) => {
             let nats = args.ingest.nats.config()?;
             let projector = args.projector.config(nats.clone())?;
-            let api = args.api.config(&args.projector.database, nats)?;
+            // Without a key the api refuses to start; ingest and the projector still run, so
+            // a local run that only receives webhooks needs no key.
+            let api = match args.api.config(&args.projector.database, nats) {
+                Ok(api) => Some(api),
+                Err(e)
+                    if e.downcast_ref::<showpass_api::ConfigError>()
+                        == Some(&showpass_api::ConfigError::NoKeys) =>
+                {
+                    tracing::error!("api not started: {e}");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
             let (ingest, addr) = args.ingest.load()?;
             showpass_store::migrate(&projector.database_url).await?;
             let ingest_listener = bind(addr, "INGEST_ADDR").await?;
-            let api_listener = bind(args.api.api_addr, "API_ADDR").await?;
+            let api_listener = match &api {
+                Some(_) => Some(bind(args.api.api_addr, "API_ADDR").await?),
+                None => None,
+            };
             let shutdown = showpass_core::shutdown::on_signal();
             // One part failing stops the others: a half-running platform would hide it.
             let stop_all = |r: anyhow::Result<()>| {
@@ -121,7 +136,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     stop_all(showpass_ingest::run(ingest, ingest_listener, shutdown.clone()).await)
                 },
                 async { stop_all(showpass_projector::run(projector, shutdown.clone()).await) },
-                async { stop_all(showpass_api::run(api, api_listener, shutdown.clone()).await) },
+                async {
+                    match (api, api_listener) {
+                        (Some(api), Some(l)) => {
+                            stop_all(showpass_api::run(api, l, shutdown.clone()).await)
+                        }
+                        _ => Ok(()),
+                    }
+                },
             );
             i.context("ingest")
                 .and(p.context("projector"))
