@@ -243,29 +243,66 @@ fn the_api_refuses_to_start_without_a_key_unless_told_to_run_insecure() {
     assert!(stderr(&o).contains("API_KEYS"), "{}", stderr(&o));
 }
 
+/// A subject prefix and a database name of a test's own, removed by `remove`.
+struct Scratch {
+    prefix: String,
+    database: String,
+    admin_url: String,
+    db_url: String,
+    nats: String,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let database = format!("cli_{tag}_{id}");
+        let admin_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let db_url = format!("{}/{database}", &admin_url[..admin_url.rfind('/').unwrap()]);
+        Self {
+            prefix: format!("t{id}"),
+            database,
+            admin_url,
+            db_url,
+            nats: std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        }
+    }
+
+    /// Deletes the streams and drops the database.
+    fn remove(&self, rt: &tokio::runtime::Runtime) {
+        cleanup(&self.nats, &self.prefix);
+        rt.block_on(async {
+            if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
+                let _ = sqlx::query(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.database
+                ))
+                .execute(&pool)
+                .await;
+            }
+        });
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// `showpass all` creates its database, and a delivery sent to it shows up in the api.
 #[test]
 fn all_runs_ingest_and_projector_into_a_database_it_creates() {
-    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let prefix = format!("t{id}");
-    let database = format!("cli_all_{id}");
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin_url = base.clone();
-    let db_url = format!("{}/{database}", &base[..base.rfind('/').unwrap()]);
-    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let scratch = Scratch::new("all");
     let env = [
         ("SHOWPASS_WEBHOOK_SECRET", "cli-secret"),
-        ("NATS_SUBJECT_PREFIX", prefix.as_str()),
-        ("NATS_URL", nats.as_str()),
-        ("DATABASE_URL", db_url.as_str()),
+        ("NATS_SUBJECT_PREFIX", scratch.prefix.as_str()),
+        ("NATS_URL", scratch.nats.as_str()),
+        ("DATABASE_URL", scratch.db_url.as_str()),
         ("API_KEYS", "cli-api-key"),
     ];
     let (mut all, port, api_port) = spawn_ready("all", &env);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let result = std::panic::catch_unwind(|| {
         let url = format!("http://127.0.0.1:{port}/webhooks/showpass");
         let o = showpass(
@@ -285,14 +322,7 @@ fn all_runs_ingest_and_projector_into_a_database_it_creates() {
     });
     all.kill().unwrap();
     all.wait().unwrap();
-    cleanup(&nats, &prefix);
-    rt.block_on(async {
-        if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                .execute(&pool)
-                .await;
-        }
-    });
+    scratch.remove(&runtime());
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -301,35 +331,18 @@ fn all_runs_ingest_and_projector_into_a_database_it_creates() {
 /// Without `API_KEYS`, `showpass all` still receives webhooks (the api alone stays down).
 #[test]
 fn all_without_an_api_key_still_runs_ingest_and_the_projector() {
-    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let prefix = format!("t{id}");
-    let database = format!("cli_nokey_{id}");
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db_url = format!("{}/{database}", &base[..base.rfind('/').unwrap()]);
-    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let scratch = Scratch::new("nokey");
     let env = [
         ("SHOWPASS_WEBHOOK_SECRET", "cli-secret"),
-        ("NATS_SUBJECT_PREFIX", prefix.as_str()),
-        ("NATS_URL", nats.as_str()),
-        ("DATABASE_URL", db_url.as_str()),
+        ("NATS_SUBJECT_PREFIX", scratch.prefix.as_str()),
+        ("NATS_URL", scratch.nats.as_str()),
+        ("DATABASE_URL", scratch.db_url.as_str()),
     ];
     let (mut all, port, _) = spawn_ready("all", &env);
     let url = format!("http://127.0.0.1:{port}/webhooks/showpass");
     let sent = showpass(&["send", "--url", &url], &env);
     all.kill().unwrap();
     all.wait().unwrap();
-    cleanup(&nats, &prefix);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        if let Ok(pool) = sqlx::PgPool::connect(&base).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                .execute(&pool)
-                .await;
-        }
-    });
+    scratch.remove(&runtime());
     assert!(sent.status.success(), "{}", stderr(&sent));
 }

@@ -14,7 +14,7 @@ use sqlx::{Executor, PgPool, Row};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::ingest::read_answer;
+use crate::ingest::{collect, read_answer};
 use crate::services;
 use crate::stats::Run;
 
@@ -334,18 +334,4 @@ async fn over_http(
         });
     }
     collect(tasks, started).await
-}
-
-async fn collect(
-    mut tasks: tokio::task::JoinSet<anyhow::Result<Vec<u32>>>,
-    started: Instant,
-) -> anyhow::Result<Run> {
-    let mut latencies_us = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        latencies_us.extend(r??);
-    }
-    Ok(Run {
-        latencies_us,
-        elapsed: started.elapsed(),
-    })
 }

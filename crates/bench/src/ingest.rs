@@ -209,7 +209,7 @@ async fn http_loop(
     collect(tasks, started).await
 }
 
-async fn collect(
+pub(crate) async fn collect(
     mut tasks: tokio::task::JoinSet<anyhow::Result<Vec<u32>>>,
     started: Instant,
 ) -> anyhow::Result<Run> {
