@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::money::Money;
 use crate::orders::{self, OrderOut};
-use crate::page::{self, Cursor, Page};
+use crate::page::{self, Cursor, Page, bad_cursor};
 use crate::params::{self, Params};
 use crate::server::AppState;
 
@@ -341,7 +341,7 @@ async fn finish(
 }
 
 /// `'%' || folded q with LIKE's wildcards escaped || '%'`.
-fn push_pattern(sql: &mut QueryBuilder<'_, sqlx::Postgres>, q: &str) {
+pub(crate) fn push_pattern(sql: &mut QueryBuilder<'_, sqlx::Postgres>, q: &str) {
     let escaped = q
         .replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -349,10 +349,6 @@ fn push_pattern(sql: &mut QueryBuilder<'_, sqlx::Postgres>, q: &str) {
     sql.push("('%' || public.showpass_fold(")
         .push_bind(escaped)
         .push(") || '%')");
-}
-
-fn bad_cursor() -> ApiError {
-    ApiError::bad("cursor", "cursor is not one this listing gave out")
 }
 
 /// One customer with their orders.

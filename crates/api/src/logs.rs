@@ -177,9 +177,8 @@ pub(crate) async fn list_logs(
     }
     if let Some(c) = &query.cursor {
         let p = Cursor::decode(c, "logs", 2)?;
-        let bad = || ApiError::bad("cursor", "cursor is not one this listing gave out");
-        let at = DateTime::parse_from_rfc3339(&p[0]).map_err(|_| bad())?;
-        let id: Uuid = p[1].parse().map_err(|_| bad())?;
+        let at = DateTime::parse_from_rfc3339(&p[0]).map_err(|_| page::bad_cursor())?;
+        let id: Uuid = p[1].parse().map_err(|_| page::bad_cursor())?;
         sql.push(" AND (d.received_at, d.id) < (")
             .push_bind(at.with_timezone(&Utc))
             .push(", ")

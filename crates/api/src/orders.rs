@@ -10,6 +10,7 @@ use sqlx::{PgPool, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::customers;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::money::Money;
 use crate::page::{self, Cursor, Page};
@@ -182,8 +183,7 @@ pub(crate) async fn list_orders(
         .as_deref()
         .map(|c| {
             let p = Cursor::decode(c, "orders", 3)?;
-            let at = DateTime::parse_from_rfc3339(&p[0])
-                .map_err(|_| ApiError::bad("cursor", "cursor is not one this listing gave out"))?;
+            let at = DateTime::parse_from_rfc3339(&p[0]).map_err(|_| page::bad_cursor())?;
             Ok::<_, ApiError>((at.with_timezone(&Utc), p[1].clone(), p[2].clone()))
         })
         .transpose()?;
@@ -216,22 +216,16 @@ pub(crate) async fn list_orders(
     }
     if let Some(q) = &q {
         // Each branch is an indexed lookup; their union names the candidate orders.
-        let escaped = q
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
         sql.push(" AND (o.org_id, o.transaction_id) IN (SELECT org_id, transaction_id FROM orders WHERE transaction_id = ")
             .push_bind(q)
             .push(" UNION ALL SELECT org_id, transaction_id FROM tickets WHERE barcode = ")
             .push_bind(q)
             .push(
                 " UNION ALL SELECT o2.org_id, o2.transaction_id FROM customers c \
-                 JOIN orders o2 ON o2.customer_id = c.id \
-                 WHERE c.search_doc LIKE \
-                 ('%' || public.showpass_fold(",
-            )
-            .push_bind(escaped)
-            .push(") || '%'))");
+                 JOIN orders o2 ON o2.customer_id = c.id WHERE c.search_doc LIKE ",
+            );
+        customers::push_pattern(&mut sql, q);
+        sql.push(")");
     }
     if let Some((at, org, tx)) = &after {
         sql.push(" AND (o.created_at, o.org_id, o.transaction_id) < (")

@@ -57,24 +57,28 @@ impl Cursor {
 
     /// Decodes a cursor of `listing` with exactly `n` parts.
     pub fn decode(text: &str, listing: &'static str, n: usize) -> Result<Vec<String>, ApiError> {
-        let bad = || {
-            ApiError::bad(
-                "cursor",
-                "cursor is not one this listing gave out; pass next_cursor from the previous \
-                 page unchanged",
-            )
-        };
         if text.len() > 2048 {
-            return Err(bad());
+            return Err(bad_cursor());
         }
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
-        let mut all: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .map_err(|_| bad_cursor())?;
+        let mut all: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| bad_cursor())?;
         if all.len() != n + 1 || all[0] != listing {
-            return Err(bad());
+            return Err(bad_cursor());
         }
         all.remove(0);
         Ok(all)
     }
+}
+
+/// A cursor that does not decode, or whose parts do not parse.
+pub fn bad_cursor() -> ApiError {
+    ApiError::bad(
+        "cursor",
+        "cursor is not one this listing gave out; pass next_cursor from the previous page \
+         unchanged",
+    )
 }
 
 /// Reads `limit`: absent gives the default; otherwise an integer in 1..=max.
