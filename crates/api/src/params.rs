@@ -2,7 +2,7 @@
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Datelike as _, Duration, NaiveDate, NaiveTime, Utc};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -79,10 +79,17 @@ pub fn when(name: &'static str, raw: Option<&str>) -> Result<Option<When>, ApiEr
     let Some(v) = raw.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+    // Years 1 to 9999 only: what PostgreSQL and every client can hold, with room for a day
+    // either side.
+    let plausible = |year: i32| (1..=9999).contains(&year);
+    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        && plausible(d.year())
+    {
         return Ok(Some(When::Day(d)));
     }
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v)
+        && plausible(t.year())
+    {
         return Ok(Some(When::Instant(t.with_timezone(&Utc))));
     }
     Err(ApiError::bad(
@@ -104,18 +111,37 @@ pub struct Range {
 
 impl Range {
     pub fn utc(from: Option<&str>, to: Option<&str>) -> Result<Self, ApiError> {
-        let midnight = |d: NaiveDate| d.and_time(NaiveTime::MIN).and_utc();
-        let start = when("from", from)?.map(|w| match w {
+        let range = Self::of(when("from", from)?, when("to", to)?, utc_midnight);
+        check_order(range.start, range.end)?;
+        Ok(range)
+    }
+
+    /// Whether no instant can fall in the range.
+    pub fn is_empty(&self) -> bool {
+        matches!((self.start, self.end), (Some(s), Some(e)) if e <= s)
+    }
+
+    /// The range of `from` and `to`, with days starting at `midnight(day)`.
+    pub fn of(
+        from: Option<When>,
+        to: Option<When>,
+        midnight: impl Fn(NaiveDate) -> DateTime<Utc>,
+    ) -> Self {
+        let start = from.map(|w| match w {
             When::Day(d) => midnight(d),
             When::Instant(t) => t,
         });
-        let end = when("to", to)?.map(|w| match w {
-            When::Day(d) => midnight(d) + Duration::days(1),
+        let end = to.map(|w| match w {
+            When::Day(d) => midnight(d.succ_opt().unwrap_or(d)),
             When::Instant(t) => t + Duration::microseconds(1),
         });
-        check_order(start, end)?;
-        Ok(Self { start, end })
+        Self { start, end }
     }
+}
+
+/// The UTC midnight starting a day.
+pub fn utc_midnight(d: NaiveDate) -> DateTime<Utc> {
+    d.and_time(NaiveTime::MIN).and_utc()
 }
 
 pub fn check_order(
@@ -157,6 +183,8 @@ mod tests {
             Range::utc(Some("2026-13-01T00:00:00Z"), None),
             "from"
         ));
+        assert!(is_bad(Range::utc(Some("+262142-01-01"), None), "from"));
+        assert!(is_bad(Range::utc(None, Some("0000-01-01T00:00:00Z")), "to"));
     }
 
     #[test]

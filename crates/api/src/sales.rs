@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::money::Money;
-use crate::params::{self, Params, When};
+use crate::params::{self, Params, Range, When};
 use crate::server::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -117,39 +117,171 @@ pub struct SalesFilters {
 }
 
 impl SalesFilters {
+    /// `from` and `to` as instants, days starting at midnight in `tz`.
+    async fn range(&self, pool: &PgPool) -> ApiResult<Range> {
+        let day = |w: Option<When>| match w {
+            Some(When::Day(d)) => Some(d),
+            _ => None,
+        };
+        let (first, past) = (
+            day(self.from),
+            day(self.to).map(|d| d.succ_opt().unwrap_or(d)),
+        );
+        if is_utc(&self.tz) || (first.is_none() && past.is_none()) {
+            return Ok(Range::of(self.from, self.to, params::utc_midnight));
+        }
+        // Midnights in another zone come from PostgreSQL's zone database, which checked `tz`.
+        let (start, end): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT $1::date::timestamp AT TIME ZONE $3, $2::date::timestamp AT TIME ZONE $3",
+        )
+        .bind(first)
+        .bind(past)
+        .bind(&self.tz)
+        .fetch_one(pool)
+        .await?;
+        let utc = Range::of(self.from, self.to, params::utc_midnight);
+        Ok(Range {
+            start: if first.is_some() { start } else { utc.start },
+            end: if past.is_some() { end } else { utc.end },
+        })
+    }
+
     /// `AND ...` on the column `time` (a bucket or an arrival time) of the alias `s`.
-    fn push(&self, sql: &mut QueryBuilder<'_, Postgres>, time: &str, with_event: bool) {
+    fn push(
+        &self,
+        sql: &mut QueryBuilder<'_, Postgres>,
+        time: &str,
+        with_event: bool,
+        range: Range,
+    ) {
         if let Some(org) = &self.org {
             sql.push(" AND s.org_id = ").push_bind(org.clone());
         }
         if with_event && let Some(e) = &self.event {
             sql.push(" AND s.event_id = ").push_bind(e.clone());
         }
-        if let Some(from) = self.from {
-            sql.push(format!(" AND {time} >= "));
-            self.push_instant(sql, from, 0);
+        if let Some(start) = range.start {
+            sql.push(format!(" AND {time} >= ")).push_bind(start);
         }
-        if let Some(to) = self.to {
-            sql.push(format!(" AND {time} < "));
-            self.push_instant(sql, to, 1);
+        if let Some(end) = range.end {
+            sql.push(format!(" AND {time} < ")).push_bind(end);
         }
     }
 
-    /// A day's midnight in `tz` (plus `days`), or an instant (plus a microsecond for an end).
-    fn push_instant(&self, sql: &mut QueryBuilder<'_, Postgres>, when: When, days: i64) {
-        match when {
-            When::Day(d) => {
-                sql.push("((")
-                    .push_bind(d + Duration::days(days))
-                    .push("::date)::timestamp AT TIME ZONE ")
-                    .push_bind(self.tz.clone())
-                    .push(")");
+    /// `(SELECT ...) s`: the cells of `table` a summary sums over. Whole UTC days come from
+    /// the table's daily tier; a range's edges off UTC midnight, and every cell when days are
+    /// counted in another zone, from its 15-minute tier.
+    fn push_cells(
+        &self,
+        sql: &mut QueryBuilder<'_, Postgres>,
+        table: &str,
+        with_event: bool,
+        range: Range,
+        local_days: bool,
+    ) {
+        let pieces = if local_days {
+            vec![(Tier::Quarter, range)]
+        } else {
+            tiles(range)
+        };
+        sql.push("(");
+        for (i, (t, r)) in pieces.into_iter().enumerate() {
+            if i > 0 {
+                sql.push(" UNION ALL ");
             }
-            When::Instant(t) => {
-                sql.push_bind(t + Duration::microseconds(days));
-            }
+            let t = match t {
+                Tier::Daily => format!("{table}_daily"),
+                Tier::Quarter => table.to_owned(),
+            };
+            sql.push(format!("SELECT * FROM {t} s WHERE true"));
+            self.push(sql, "s.bucket", with_event, r);
         }
+        sql.push(") s");
     }
+}
+
+/// The tiers of a sales aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// Whole UTC days.
+    Daily,
+    /// 15-minute buckets.
+    Quarter,
+}
+
+/// Tiles a range with as many whole UTC days from the daily tier as it holds, and its edges
+/// from the 15-minute tier. The tiles never overlap and cover the range exactly.
+fn tiles(range: Range) -> Vec<(Tier, Range)> {
+    let first_day = range.start.map(|t| {
+        let day = utc_day(t);
+        if day == t { t } else { day + Duration::days(1) }
+    });
+    let last_day = range.end.map(utc_day);
+    let mut tiles = vec![(
+        Tier::Daily,
+        Range {
+            start: first_day,
+            end: last_day,
+        },
+    )];
+    if range.start != first_day {
+        let end = match (first_day, range.end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tiles.push((
+            Tier::Quarter,
+            Range {
+                start: range.start,
+                end,
+            },
+        ));
+    }
+    if range.end != last_day {
+        let start = match (first_day, last_day) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        tiles.push((
+            Tier::Quarter,
+            Range {
+                start,
+                end: range.end,
+            },
+        ));
+    }
+    tiles.retain(|(_, r)| !r.is_empty());
+    if tiles.is_empty() {
+        // An empty range: one tile that matches nothing.
+        tiles.push((Tier::Quarter, range));
+    }
+    tiles
+}
+
+/// The UTC midnight at or before `t`.
+fn utc_day(t: DateTime<Utc>) -> DateTime<Utc> {
+    params::utc_midnight(t.date_naive())
+}
+
+/// Zones whose days are UTC days (PostgreSQL's names for them, in any case).
+fn is_utc(tz: &str) -> bool {
+    const UTC: &[&str] = &[
+        "UTC",
+        "Etc/UTC",
+        "GMT",
+        "Etc/GMT",
+        "UCT",
+        "Etc/UCT",
+        "Universal",
+        "Etc/Universal",
+        "Zulu",
+        "Etc/Zulu",
+        "Greenwich",
+        "Etc/Greenwich",
+        "GMT0",
+        "Etc/GMT0",
+    ];
+    UTC.iter().any(|z| z.eq_ignore_ascii_case(tz))
 }
 
 /// Sales rows and per-currency totals.
@@ -186,7 +318,8 @@ pub(crate) async fn sales_summary(
     };
     check_order(filters.from, filters.to)?;
     if csv {
-        return Ok(export(state, filters));
+        let range = filters.range(&state.pool).await?;
+        return Ok(export(state, filters, range));
     }
 
     Ok(Json(summarize(&state.pool, group_by, filters).await?).into_response())
@@ -234,14 +367,16 @@ pub async fn summarize(
         sql.push(format!("{key} AS key, {label} AS label"));
     }
     sql.push(format!(
-        ", min(s.org_id) AS org_id, {} AS event_id, s.currency, {SUMS} FROM {table} s WHERE true",
+        ", min(s.org_id) AS org_id, {} AS event_id, s.currency, {SUMS} FROM ",
         if has_event {
             "min(s.event_id)"
         } else {
             "NULL::text"
         }
     ));
-    filters.push(&mut sql, "s.bucket", has_event);
+    let range = filters.range(pool).await?;
+    let local_days = group_by == "day" && !is_utc(&filters.tz);
+    filters.push_cells(&mut sql, table, has_event, range, local_days);
     sql.push(" GROUP BY 1, 2, s.currency) g ORDER BY g.key, g.currency");
 
     // Totals from the coarsest grain the filters allow, where each order counts once.
@@ -250,10 +385,14 @@ pub async fn summarize(
     } else {
         "sales_by_order_attrs"
     };
-    let mut totals_sql = QueryBuilder::new(format!(
-        "SELECT s.currency, {SUMS} FROM {totals_table} s WHERE true"
-    ));
-    filters.push(&mut totals_sql, "s.bucket", filters.event.is_some());
+    let mut totals_sql = QueryBuilder::new(format!("SELECT s.currency, {SUMS} FROM "));
+    filters.push_cells(
+        &mut totals_sql,
+        totals_table,
+        filters.event.is_some(),
+        range,
+        false,
+    );
     totals_sql.push(" GROUP BY s.currency ORDER BY s.currency");
     // Both read the aggregates by index only; run them side by side.
     let (mut rows, totals): (Vec<SalesRow>, Vec<SalesTotal>) = tokio::try_join!(
@@ -413,7 +552,7 @@ fn push_field(out: &mut String, v: &str) {
 
 /// The itemised export: money lines of purchases, refunds and voids, oldest first, streamed
 /// from a cursor so memory stays flat however many lines there are.
-fn export(state: AppState, filters: SalesFilters) -> Response {
+fn export(state: AppState, filters: SalesFilters, range: Range) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
         let mut sql =
@@ -435,7 +574,7 @@ fn export(state: AppState, filters: SalesFilters) -> Response {
                  CASE WHEN k.sign = 1 THEN 0 ELSE abs(coalesce(i.net_sales, s.net_sales)) END AS refunds) m \
              WHERE s.event_type IN ('invoice.purchase', 'invoice.refund', 'invoice.void')",
         );
-        filters.push(&mut sql, "s.received_at", false);
+        filters.push(&mut sql, "s.received_at", false, range);
         if let Some(e) = &filters.event {
             sql.push(" AND i.event_id = ").push_bind(e.clone());
         }
@@ -491,6 +630,75 @@ mod tests {
         let mut s = String::new();
         push_field(&mut s, v);
         s
+    }
+
+    fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+        use chrono::TimeZone as _;
+        Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0)
+            .unwrap()
+    }
+
+    /// Which tile holds the quarter hour starting at `t` (exactly one, or none outside).
+    fn holder(tiles: &[(Tier, Range)], t: DateTime<Utc>) -> Option<Tier> {
+        let inside = |r: &Range| r.start.is_none_or(|s| s <= t) && r.end.is_none_or(|e| t < e);
+        let holders: Vec<Tier> = tiles
+            .iter()
+            .filter(|(_, r)| inside(r))
+            .map(|(k, _)| *k)
+            .collect();
+        assert!(holders.len() <= 1, "{t} is in {holders:?}");
+        holders.first().copied()
+    }
+
+    #[test]
+    fn tiles_cover_a_range_exactly_with_whole_days_from_the_daily_tier() {
+        let ends = [
+            None,
+            Some(at(10, 0, 0)),
+            Some(at(10, 10, 15)),
+            Some(at(11, 0, 0)),
+            Some(at(11, 23, 45)),
+            Some(at(13, 0, 0)),
+            Some(at(13, 6, 30)),
+        ];
+        for start in ends {
+            for end in ends {
+                let range = Range { start, end };
+                let tiles = tiles(range);
+                for daily in tiles.iter().filter(|(k, _)| *k == Tier::Daily) {
+                    let r = daily.1;
+                    assert!(
+                        r.start.is_none_or(|s| s == utc_day(s)),
+                        "{range:?}: {tiles:?}"
+                    );
+                    assert!(
+                        r.end.is_none_or(|e| e == utc_day(e)),
+                        "{range:?}: {tiles:?}"
+                    );
+                }
+                let mut t = at(9, 0, 0);
+                while t < at(15, 0, 0) {
+                    let inside = start.is_none_or(|s| s <= t) && end.is_none_or(|e| t < e);
+                    assert_eq!(
+                        holder(&tiles, t).is_some(),
+                        inside,
+                        "{range:?} at {t}: {tiles:?}"
+                    );
+                    t += Duration::minutes(15);
+                }
+            }
+        }
+        assert_eq!(
+            tiles(Range::default()),
+            vec![(Tier::Daily, Range::default())],
+            "all time is the daily tier alone"
+        );
+    }
+
+    #[test]
+    fn days_are_utc_days_only_in_zones_without_an_offset() {
+        assert!(is_utc("UTC") && is_utc("etc/utc") && is_utc("GMT"));
+        assert!(!is_utc("America/Edmonton") && !is_utc("Asia/Kathmandu") && !is_utc("UTC+5"));
     }
 
     #[test]

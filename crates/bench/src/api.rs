@@ -181,7 +181,8 @@ async fn load(pool: &PgPool, reload: bool) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
     conn.execute(
         "DROP TABLE IF EXISTS bench_loaded; TRUNCATE shows, invoices, invoice_items, tickets, \
-         orders, customers, sales_by_ticket_type, sales_by_event, sales_by_order_attrs",
+         orders, customers, sales_by_ticket_type, sales_by_event, sales_by_order_attrs, \
+         sales_by_ticket_type_daily, sales_by_event_daily, sales_by_order_attrs_daily",
     )
     .await?;
     println!("loading 1,000,000 customers, 2,500,000 orders, 5,000,000 tickets ...");

@@ -74,7 +74,7 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, o: &Acc) {
+    pub fn add(&mut self, o: &Acc) {
         self.orders += o.orders;
         self.tickets += o.tickets;
         self.gross_revenue += o.gross_revenue;
@@ -141,6 +141,11 @@ impl SalesDeltas {
 /// The 15-minute bucket a delivery falls in: fine enough for any time zone's days.
 pub fn bucket(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(TimeDelta::minutes(15)).unwrap_or(at)
+}
+
+/// The UTC midnight a bucket falls on: the key of the daily tier.
+pub fn utc_day(bucket: DateTime<Utc>) -> DateTime<Utc> {
+    bucket.duration_trunc(TimeDelta::days(1)).unwrap_or(bucket)
 }
 
 /// Applies one invoice's money to the deltas (from its lines, or itself when it has none).
@@ -373,5 +378,16 @@ mod tests {
             bucket(at),
             Utc.with_ymd_and_hms(2026, 1, 2, 3, 15, 0).unwrap()
         );
+    }
+
+    #[test]
+    fn the_daily_tier_keys_buckets_by_their_utc_midnight() {
+        let late = Utc.with_ymd_and_hms(2026, 1, 2, 23, 45, 0).unwrap();
+        assert_eq!(
+            utc_day(late),
+            Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap()
+        );
+        let midnight = Utc.with_ymd_and_hms(2026, 1, 3, 0, 0, 0).unwrap();
+        assert_eq!(utc_day(midnight), midnight);
     }
 }

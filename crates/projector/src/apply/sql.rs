@@ -422,29 +422,35 @@ pub async fn upsert_shows(
     Ok(())
 }
 
-/// Adds the batch's sales deltas to the three aggregate tables.
+/// Adds the batch's sales deltas to the three aggregate tables and their daily tiers.
 pub async fn add_sales(tx: &mut PgConnection, deltas: &SalesDeltas) -> Result<(), sqlx::Error> {
-    add_sales_table(
-        tx,
-        "sales_by_ticket_type",
-        &["org_id", "event_id", "ticket_type_id"],
-        &deltas.by_ticket_type,
-    )
-    .await?;
-    add_sales_table(
-        tx,
-        "sales_by_event",
-        &["org_id", "event_id"],
-        &deltas.by_event,
-    )
-    .await?;
-    add_sales_table(
-        tx,
-        "sales_by_order_attrs",
-        &["org_id"],
-        &deltas.by_order_attrs,
-    )
-    .await
+    let tables: [(&str, &[&str], &HashMap<Cell, Acc>); 3] = [
+        (
+            "sales_by_ticket_type",
+            &["org_id", "event_id", "ticket_type_id"],
+            &deltas.by_ticket_type,
+        ),
+        ("sales_by_event", &["org_id", "event_id"], &deltas.by_event),
+        ("sales_by_order_attrs", &["org_id"], &deltas.by_order_attrs),
+    ];
+    for (table, keys, cells) in tables {
+        add_sales_table(tx, table, keys, cells).await?;
+        add_sales_table(tx, &format!("{table}_daily"), keys, &daily(cells)).await?;
+    }
+    Ok(())
+}
+
+/// The cells rolled up to whole UTC days.
+fn daily(cells: &HashMap<Cell, Acc>) -> HashMap<Cell, Acc> {
+    let mut days: HashMap<Cell, Acc> = HashMap::with_capacity(cells.len());
+    for (cell, acc) in cells {
+        let day = Cell {
+            bucket: super::fold::utc_day(cell.bucket),
+            ..cell.clone()
+        };
+        days.entry(day).or_default().add(acc);
+    }
+    days
 }
 
 async fn add_sales_table(
