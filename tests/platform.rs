@@ -3,23 +3,9 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// The `showpass` binary of this checkout: built (or found up to date) by cargo, with the
-/// same profile as these tests, then run as a user runs it.
-static BIN: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "-p", "showpass", "--bin", "showpass"]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    let status = build.status().expect("running cargo build");
-    assert!(status.success(), "cargo build -p showpass failed");
-    let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    dir.join(format!("showpass{}", std::env::consts::EXE_SUFFIX))
-});
+#[path = "common/bin.rs"]
+mod bin;
+use bin::{BIN, free_port};
 
 fn showpass(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(&*BIN);
@@ -30,14 +16,6 @@ fn showpass(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `showpass <command>` with ingest (and the api, if it runs one) on free ports and

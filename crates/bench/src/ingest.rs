@@ -30,6 +30,10 @@ pub struct Args {
     concurrency: u64,
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Slow clients (slowloris) held open for the last phase, which measures real deliveries
+    /// beside them; 0 skips the phase.
+    #[arg(long, default_value_t = 500)]
+    slow_clients: u64,
     /// The showpass binary to run (default: the one beside this benchmark).
     #[arg(long)]
     showpass_bin: Option<PathBuf>,
@@ -88,6 +92,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
             rounds.push(r);
         }
+        if args.slow_clients > 0 {
+            slow_phase(addr, &payloads, args.rounds * args.count, args.slow_clients).await?;
+        }
         let (hwm, rss) = services::memory(pid)?;
         rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         let m = &rounds[rounds.len() / 2];
@@ -129,6 +136,56 @@ impl Round {
     fn ratio(&self) -> f64 {
         self.rate / self.bare_rate * 100.0
     }
+}
+
+/// Real deliveries at concurrency 16, first alone, then with `n` slow clients connected: half
+/// trickle their headers a byte at a time, half their bodies.
+async fn slow_phase(
+    addr: SocketAddr,
+    payloads: &Arc<Payloads>,
+    first: u64,
+    n: u64,
+) -> anyhow::Result<()> {
+    const COUNT: u64 = 20_000;
+    let mut alone = http_loop(addr, payloads, first, COUNT, 16).await?;
+    let mut slow = tokio::task::JoinSet::new();
+    for i in 0..n {
+        slow.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await?;
+            let request: &[u8] = if i % 2 == 0 {
+                b"POST /webhooks/showpass HTTP/1.1\r\nHost: bench\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            } else {
+                b"POST /webhooks/showpass HTTP/1.1\r\nHost: bench\r\nContent-Length: 100000\r\nX-SHOWPASS-SIGNATURE: 00\r\n\r\n{\"id\":\"slowloris\",\"pad\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            };
+            let start = if i % 2 == 0 { 20 } else { request.len() - 40 };
+            stream.write_all(&request[..start]).await?;
+            for b in &request[start..] {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if stream.write_all(&[*b]).await.is_err() {
+                    break; // cut off by the server
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut beside = http_loop(addr, payloads, first + COUNT, COUNT, 16).await?;
+    slow.abort_all();
+    println!();
+    println!("| {COUNT} deliveries at concurrency 16 | deliveries/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for (what, run) in [
+        ("alone", &mut alone),
+        (&*format!("beside {n} slow clients"), &mut beside),
+    ] {
+        println!(
+            "| {what} | {:.0} | {:.2} | {:.2} |",
+            run.rate(),
+            run.percentile_ms(50.0),
+            run.percentile_ms(99.0)
+        );
+    }
+    Ok(())
 }
 
 /// `concurrency` publishers, each awaiting its ack before the next: that many acks in flight.

@@ -144,6 +144,51 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
         .context("connecting to NATS")
 }
 
+/// nats-server releases known to lose acknowledged writes: 2.10.20 to 2.10.22, per the 2025
+/// Jepsen analysis of NATS JetStream (fixed in 2.10.23).
+pub fn loses_acknowledged_writes(version: &str) -> bool {
+    let core = version.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next().unwrap_or("");
+    let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(Some(2)), Some(Some(10)), Some(Some(20..=22)))
+    )
+}
+
+/// Refuses a connection to a nats-server release known to lose acknowledged writes.
+pub fn check_server(client: &async_nats::Client) -> anyhow::Result<()> {
+    let info = client.server_info();
+    if loses_acknowledged_writes(&info.version) {
+        anyhow::bail!(
+            "nats-server {} ({}) is known to lose acknowledged writes (2.10.20 to 2.10.22, \
+             per the 2025 Jepsen analysis): upgrade NATS to 2.10.23 or later before running \
+             showpass",
+            info.version,
+            info.server_name,
+        );
+    }
+    Ok(())
+}
+
+/// Re-checks the server after every reconnect (a cluster may hand the client to another
+/// server, or a server may be upgraded under it). Answers only with the refusal.
+pub async fn watch_server(client: async_nats::Client) -> anyhow::Error {
+    let mut seen = String::new();
+    loop {
+        if client.connection_state() == async_nats::connection::State::Connected {
+            let info = client.server_info();
+            if info.server_id != seen {
+                if let Err(e) = check_server(&client) {
+                    return e;
+                }
+                seen = info.server_id;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// A JetStream context whose API calls and publish acks time out after `timeout`.
 pub fn jetstream(client: async_nats::Client, timeout: Duration) -> jetstream::Context {
     jetstream::ContextBuilder::new()
@@ -194,4 +239,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (write e.g. 5s, 24h, 30days)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_that_lose_acknowledged_writes_are_recognised() {
+        for bad in [
+            "2.10.20",
+            "2.10.21",
+            "v2.10.22",
+            "2.10.22-RC.1",
+            "2.10.21+build",
+        ] {
+            assert!(loses_acknowledged_writes(bad), "{bad}");
+        }
+        for good in [
+            "2.9.25", "2.10.19", "2.10.23", "2.11.0", "2.10.2", "2.10.200", "", "garbage",
+        ] {
+            assert!(!loses_acknowledged_writes(good), "{good}");
+        }
+    }
 }

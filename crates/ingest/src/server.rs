@@ -73,6 +73,7 @@ pub async fn run(
     let client = nats::connect(&config.nats, "showpass-ingest").await?;
     let js = nats::jetstream(client.clone(), config.publish_timeout);
     nats::ensure_streams_until_ready(&js, &config.nats, &shutdown).await?;
+    nats::check_server(&client)?;
     warn_if_body_limit_exceeds_max_payload(&client, config.body_limit);
 
     let metrics = Arc::new(Metrics::new());
@@ -96,13 +97,18 @@ pub async fn run(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(
+    let serve = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
-    .context("serving HTTP")?;
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        served = serve => served.context("serving HTTP")?,
+        refused = nats::watch_server(client.clone()) => {
+            shutdown.cancel();
+            return Err(refused);
+        }
+    }
 
     // Every request is answered and the router (holding the log's sender) is gone: drain.
     if tokio::time::timeout(Duration::from_secs(10), log_task)

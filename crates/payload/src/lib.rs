@@ -13,6 +13,7 @@ mod delivery;
 mod envelope;
 pub mod headers;
 mod idempotency;
+pub mod invariants;
 mod lenient;
 pub mod samples;
 pub mod signature;

@@ -60,18 +60,25 @@ pub async fn run(config: ProjectorConfig, shutdown: CancellationToken) -> anyhow
     let client = showpass_core::nats::connect(&config.nats, "showpass-projector").await?;
     let js = showpass_core::nats::jetstream(client.clone(), Duration::from_secs(10));
     showpass_core::nats::ensure_streams_until_ready(&js, &config.nats, &shutdown).await?;
+    showpass_core::nats::check_server(&client)?;
     let lock_key = leader_key(&config.nats.prefix);
-    while !shutdown.is_cancelled() {
-        let Some(lead) = acquire_leadership(&config, lock_key, &shutdown).await else {
-            break;
-        };
-        tracing::info!("projector active");
-        match lead_until_lost(&config, &js, lead, &shutdown).await {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "projector lost its footing; starting over")
+    let project = async {
+        while !shutdown.is_cancelled() {
+            let Some(lead) = acquire_leadership(&config, lock_key, &shutdown).await else {
+                break;
+            };
+            tracing::info!("projector active");
+            match lead_until_lost(&config, &js, lead, &shutdown).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "projector lost its footing; starting over")
+                }
             }
         }
+    };
+    tokio::select! {
+        () = project => {}
+        refused = showpass_core::nats::watch_server(client.clone()) => return Err(refused),
     }
     let _ = client.flush().await;
     tracing::info!("projector stopped");
