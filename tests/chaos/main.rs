@@ -60,7 +60,7 @@ impl Fault {
             Fault::KillNats => "SIGKILL nats-server",
             Fault::StopPostgres => "PostgreSQL immediate stop",
             Fault::PauseProjector => "SIGSTOP projector",
-            Fault::SlowPostgres => "PostgreSQL read models locked",
+            Fault::SlowPostgres => "PostgreSQL orders table locked",
         }
     }
 }
@@ -123,7 +123,7 @@ struct Platform {
     addr: SocketAddr,
     database_url: String,
     nats_config: NatsConfig,
-    lock: Option<PgConnection>,
+    lock: Option<tokio::task::JoinHandle<Result<PgConnection, sqlx::Error>>>,
 }
 
 impl Platform {
@@ -200,15 +200,22 @@ impl Platform {
             Fault::StopPostgres => self.postgres.stop_immediately(),
             Fault::PauseProjector => signal(self.projector.pid(), "STOP"),
             Fault::SlowPostgres => {
-                // Every write of the projector waits behind this lock until it is released.
-                let mut conn = PgConnection::connect(&self.database_url).await.unwrap();
-                sqlx::raw_sql(
-                    "BEGIN; LOCK TABLE orders, tickets, customers IN ACCESS EXCLUSIVE MODE",
-                )
-                .execute(&mut conn)
-                .await
-                .unwrap();
-                self.lock = Some(conn);
+                // Every event batch of the projector writes orders, so it waits behind this
+                // lock until it is released. One table only: locking several, one after
+                // another, can deadlock with a batch that holds one of them. Taken in the
+                // background: a paused projector's open transaction can hold the lock up.
+                let url = self.database_url.clone();
+                self.lock = Some(tokio::spawn(async move {
+                    let mut conn = PgConnection::connect(&url).await?;
+                    for statement in [
+                        "SET lock_timeout = '60s'",
+                        "BEGIN",
+                        "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
+                    ] {
+                        sqlx::query(statement).execute(&mut conn).await?;
+                    }
+                    Ok(conn)
+                }));
             }
         }
     }
@@ -221,8 +228,16 @@ impl Platform {
             Fault::StopPostgres => self.postgres.restart(),
             Fault::PauseProjector => signal(self.projector.pid(), "CONT"),
             Fault::SlowPostgres => {
-                if let Some(mut conn) = self.lock.take() {
-                    sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+                if let Some(lock) = self.lock.take() {
+                    if lock.is_finished() {
+                        if let Ok(Ok(mut conn)) = lock.await {
+                            let _ = sqlx::raw_sql("COMMIT").execute(&mut conn).await;
+                        }
+                    } else {
+                        // Still waiting for the lock: give up on it (the server drops the
+                        // request with the connection).
+                        lock.abort();
+                    }
                 }
             }
         }
@@ -368,12 +383,20 @@ fn run(plan: Plan) {
         "faulty",
         logs.path(),
     );
-    let (ledger, accounting, models, injected) =
-        rt.block_on(run_once(&mut faulty, &plan, &deliveries, true));
+    // A watchdog: a harness or platform that stops making progress fails, never hangs CI.
+    let budget = Duration::from_secs_f64(plan.deliveries as f64 / plan.rate * 3.0 + 900.0);
+    let (ledger, accounting, models, injected) = rt
+        .block_on(async {
+            tokio::time::timeout(budget, run_once(&mut faulty, &plan, &deliveries, true)).await
+        })
+        .unwrap_or_else(|_| panic!("the faulty run did not finish within {budget:?}"));
     let Platform { nats, postgres, .. } = faulty;
     let mut reference = Platform::start(nats, postgres, "reference", logs.path());
-    let (_, reference_accounting, reference_models, _) =
-        rt.block_on(run_once(&mut reference, &plan, &deliveries, false));
+    let (_, reference_accounting, reference_models, _) = rt
+        .block_on(async {
+            tokio::time::timeout(budget, run_once(&mut reference, &plan, &deliveries, false)).await
+        })
+        .unwrap_or_else(|_| panic!("the fault-free run did not finish within {budget:?}"));
     let differences = verify::differences(&models, &reference_models);
 
     let refusals = ledger.refusals();

@@ -32,6 +32,9 @@ pub mod direct {
     pub use crate::page::Page;
     pub use crate::params::When;
     pub use crate::sales::{SalesFilters, SalesSummary, summarize};
+    /// The api's own pool, with its session settings (statement timeout, search threshold,
+    /// no JIT), so the direct side runs the same SQL the same way.
+    pub use crate::server::pool;
 }
 pub use openapi::openapi;
 pub use server::run;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use showpass_api::ApiConfig;
 use showpass_api::direct::{self, SalesFilters};
 use sqlx::{Executor, PgPool, Row};
 use tokio::io::AsyncWriteExt;
@@ -97,8 +98,12 @@ fn encode(s: &str) -> String {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     showpass_store::migrate(&args.database_url).await?;
-    let pool = showpass_store::connect(&args.database_url, args.concurrency as u32).await?;
+    let pool = showpass_store::connect(&args.database_url, 2).await?;
     load(&pool, args.reload).await?;
+    // The direct side: the api's own pool and session settings.
+    let mut direct_config = ApiConfig::local(&args.database_url, None, KEY);
+    direct_config.pool_size = args.concurrency as u32;
+    let direct_pool = direct::pool(&direct_config)?;
 
     let counts = sqlx::query(
         "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM tickets), \
@@ -154,8 +159,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let queries = Arc::new(queries);
         // Warm both paths (caches, prepared statements), then measure each.
         over_http(addr, &queries, args.concurrency).await?;
-        over_pool(&pool, &queries, args.concurrency).await?;
-        let mut direct = over_pool(&pool, &queries, args.concurrency).await?;
+        over_pool(&direct_pool, &queries, args.concurrency).await?;
+        let mut direct = over_pool(&direct_pool, &queries, args.concurrency).await?;
         let mut http = over_http(addr, &queries, args.concurrency).await?;
         let (a50, a99) = (http.percentile_ms(50.0), http.percentile_ms(99.0));
         let (d50, d99) = (direct.percentile_ms(50.0), direct.percentile_ms(99.0));
