@@ -68,6 +68,8 @@ impl Fault {
 /// The size of a run.
 struct Plan {
     deliveries: usize,
+    /// Signed poison deliveries mixed into the faulty run (the fault-free one has none).
+    poison: usize,
     rate: f64,
     /// Each single fault this many times, then the mixes this many times.
     rounds: usize,
@@ -82,6 +84,9 @@ impl Plan {
         let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
         if let Some(n) = var("CHAOS_DELIVERIES") {
             self.deliveries = n as usize;
+        }
+        if let Some(n) = var("CHAOS_POISON") {
+            self.poison = n as usize;
         }
         if let Some(r) = var("CHAOS_RATE") {
             self.rate = r;
@@ -374,7 +379,12 @@ fn run(plan: Plan) {
         .build()
         .unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let deliveries = traffic::traffic(7, plan.deliveries);
+    let good = traffic::traffic(7, plan.deliveries);
+    let deliveries = traffic::mixed(
+        traffic::traffic(7, plan.deliveries),
+        traffic::poison(plan.poison),
+        11,
+    );
     let started = Instant::now();
 
     let mut faulty = Platform::start(
@@ -394,7 +404,7 @@ fn run(plan: Plan) {
     let mut reference = Platform::start(nats, postgres, "reference", logs.path());
     let (_, reference_accounting, reference_models, _) = rt
         .block_on(async {
-            tokio::time::timeout(budget, run_once(&mut reference, &plan, &deliveries, false)).await
+            tokio::time::timeout(budget, run_once(&mut reference, &plan, &good, false)).await
         })
         .unwrap_or_else(|_| panic!("the fault-free run did not finish within {budget:?}"));
     let differences = verify::differences(&models, &reference_models);
@@ -406,19 +416,21 @@ fn run(plan: Plan) {
         .collect();
     println!();
     println!(
-        "fault injection: {} deliveries, {} faults, {:.0} s",
+        "fault injection: {} deliveries ({} of them signed poison), {} faults, {:.0} s",
         deliveries.len(),
+        plan.poison,
         injected.len(),
         started.elapsed().as_secs_f64()
     );
     println!();
     println!(
-        "| deliveries | attempts | acknowledged | refused 503 | connection failed or timed out | lost | applied twice | read models equal the fault-free run |"
+        "| deliveries | poison | attempts | answered | refused 503 | connection failed or timed out | lost | applied twice | poison failed, skipped or refused | read models equal the fault-free run of the good traffic |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} of {} | {} |",
         deliveries.len(),
+        plan.poison,
         ledger.attempts(),
         ledger.acknowledged(),
         refusals.get("503").copied().unwrap_or(0),
@@ -426,6 +438,8 @@ fn run(plan: Plan) {
             + refusals.get("timed out").copied().unwrap_or(0),
         accounting.lost_from_stream + accounting.not_applied,
         accounting.applied_twice,
+        accounting.poison_handled,
+        plan.poison,
         if differences.is_empty() { "yes" } else { "NO" },
     );
     println!();
@@ -489,6 +503,11 @@ fn run(plan: Plan) {
     );
     assert_eq!(accounting.applied_twice, 0, "applied twice");
     assert_eq!(
+        (accounting.poison_handled, accounting.poison_mishandled),
+        (plan.poison as u64, 0),
+        "every poison delivery failed, skipped or refused, with its error"
+    );
+    assert_eq!(
         reference_accounting.applied_twice + reference_accounting.not_applied,
         0
     );
@@ -505,6 +524,7 @@ fn run(plan: Plan) {
 fn a_short_fault_injection_run_loses_nothing_and_applies_nothing_twice() {
     run(Plan {
         deliveries: 3_000,
+        poison: 60,
         rate: 60.0,
         rounds: 1,
         hold: Duration::from_secs(2),
@@ -514,12 +534,14 @@ fn a_short_fault_injection_run_loses_nothing_and_applies_nothing_twice() {
     .resized_by_env());
 }
 
-/// The long run: 100,000 deliveries and 42 faults (each kind 5 times, then the 6 mixes twice).
+/// The long run: 100,000 good deliveries and 1,000 signed poison ones, and 42 faults (each
+/// kind 5 times, then the 6 mixes twice).
 #[test]
 #[ignore = "the long run: cargo test --release -p showpass-e2e --test chaos -- --ignored --nocapture"]
 fn the_long_fault_injection_run_loses_nothing_and_applies_nothing_twice() {
     run(Plan {
         deliveries: 100_000,
+        poison: 1_000,
         rate: 250.0,
         rounds: 5,
         hold: Duration::from_secs(3),

@@ -20,6 +20,20 @@ pub struct Delivery {
     pub signature: String,
     /// The idempotency key: `Nats-Msg-Id` on the stream.
     pub key: String,
+    /// What ingest answers it in the end.
+    pub expect: Expect,
+}
+
+/// The answer a delivery ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Accepted (retried until it is), and applied.
+    Applied,
+    /// Signed poison: accepted, then recorded `failed` or `skipped` with its error, never
+    /// applied.
+    Poison,
+    /// Signed poison ingest refuses at the door with this status (not retried).
+    Refused(u16),
 }
 
 /// The same seeded traffic for the faulty run and the fault-free one.
@@ -36,9 +50,79 @@ pub fn traffic(seed: u64, count: usize) -> Vec<Delivery> {
             key: idempotency_key(&envelope, &d.body),
             signature: sign(SECRET.as_bytes(), &d.id),
             body: Bytes::from(d.body),
+            expect: Expect::Applied,
         }
     })
     .collect()
+}
+
+/// `count` signed poison deliveries, of every kind that once stopped or could stop the
+/// projector, each in its own order so it touches nothing good.
+pub fn poison(count: usize) -> Vec<Delivery> {
+    use serde_json::{Value, json};
+    (0..count)
+        .map(|i| {
+            let txn = format!("POISON-{i}");
+            let ids = showpass_payload::samples::SampleIds {
+                webhook_event_uuid: &format!("poison-{i}"),
+                transaction_id: &txn,
+                organization_id: "20",
+            };
+            let mut v = showpass_payload::samples::sample(
+                showpass_payload::samples::SampleKind::Purchase,
+                &ids,
+            );
+            let data = &mut v["data"];
+            let mut expect = Expect::Poison;
+            match i % 8 {
+                // Issue 11: two lines whose sum overflowed the sales fold.
+                0 => {
+                    let line = data["invoice_items"][0].clone();
+                    data["invoice_items"] = json!([line.clone(), line]);
+                    for l in data["invoice_items"].as_array_mut().unwrap() {
+                        l["net_sales"] = "79228162514264337593543950335".into();
+                    }
+                }
+                1 => data["ticket_items"] = Value::Array(vec![json!({"id": 1}); 10_001]),
+                2 => data["net_sales"] = "1\u{0}0".into(),
+                3 => v["event_type"] = "invoice.exchange".into(),
+                4 => data["net_sales"] = json!({"$gt": 0}),
+                5 => data["invoice_items"][0]["quantity"] = 10_000_000.into(),
+                6 => {
+                    data.as_object_mut().unwrap().remove("transaction_id");
+                }
+                _ => expect = Expect::Refused(400),
+            }
+            let mut body = serde_json::to_vec(&v).unwrap();
+            if expect == Expect::Refused(400) {
+                // A repeated top-level key: refused at the door, as the projector would.
+                body.pop();
+                body.extend_from_slice(br#","event_type":"invoice.refund"}"#);
+            }
+            let envelope = Envelope::parse(&body).ok();
+            Delivery {
+                key: envelope
+                    .as_ref()
+                    .map_or_else(String::new, |e| idempotency_key(e, &body)),
+                signature: sign(SECRET.as_bytes(), &txn),
+                body: Bytes::from(body),
+                expect,
+            }
+        })
+        .collect()
+}
+
+/// Good traffic with poison mixed in at seeded random places.
+pub fn mixed(mut good: Vec<Delivery>, poison: Vec<Delivery>, seed: u64) -> Vec<Delivery> {
+    let mut state = seed | 1;
+    for p in poison {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let at = (state % (good.len() as u64 + 1)) as usize;
+        good.insert(at, p);
+    }
+    good
 }
 
 /// Every answer the senders got.
@@ -119,8 +203,9 @@ pub async fn send_all(
             };
             tokio::time::sleep_until(slot.into()).await;
             ledger.attempts.fetch_add(1, Ordering::Relaxed);
+            let refused_as_expected = |status| deliveries[i].expect == Expect::Refused(status);
             match post(addr, &deliveries[i]).await {
-                Ok(status) if (200..300).contains(&status) => {
+                Ok(status) if (200..300).contains(&status) || refused_as_expected(status) => {
                     ledger.acknowledged[i].store(true, Ordering::Relaxed);
                     if ledger.fault_active.load(Ordering::Relaxed) {
                         ledger.acked_during_faults.fetch_add(1, Ordering::Relaxed);

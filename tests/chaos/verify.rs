@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt as _;
 use sqlx::PgPool;
 
-use crate::traffic::{Delivery, Ledger};
+use crate::traffic::{Delivery, Expect, Ledger};
 
 /// Waits until the projector has applied everything in both streams.
 pub async fn caught_up(js: &jetstream::Context, pool: &PgPool, streams: [&str; 2]) -> Duration {
@@ -80,10 +80,16 @@ pub async fn stream_keys(js: &jetstream::Context, stream: &str) -> HashMap<Strin
 pub struct Accounting {
     /// Acknowledged deliveries whose event is not in the stream.
     pub lost_from_stream: u64,
-    /// Events in the stream the projector did not apply (no record, or pending or failed).
+    /// Good events in the stream the projector did not apply (no record, or pending or
+    /// failed).
     pub not_applied: u64,
     /// Keys stored more than once in the stream, or applied more than once.
     pub applied_twice: u64,
+    /// Signed poison: accepted and recorded `failed` or `skipped` with its error, or refused
+    /// at the door and stored nowhere.
+    pub poison_handled: u64,
+    /// Signed poison not handled so: applied, unrecorded, or stored when it was refused.
+    pub poison_mishandled: u64,
     /// Processing outcomes of the stream's events.
     pub processing: BTreeMap<String, u64>,
 }
@@ -97,24 +103,48 @@ pub async fn account(
 ) -> Accounting {
     let keys = stream_keys(js, events).await;
     let mut a = Accounting::default();
+    let poison: std::collections::HashSet<&str> = deliveries
+        .iter()
+        .filter(|d| d.expect == Expect::Poison)
+        .map(|d| d.key.as_str())
+        .collect();
     for (i, d) in deliveries.iter().enumerate() {
-        if ledger.is_acknowledged(i) && !keys.contains_key(&d.key) {
-            a.lost_from_stream += 1;
+        match d.expect {
+            Expect::Refused(_) => {
+                if !ledger.is_acknowledged(i) || keys.contains_key(&d.key) {
+                    a.poison_mishandled += 1;
+                } else {
+                    a.poison_handled += 1;
+                }
+            }
+            _ if ledger.is_acknowledged(i) && !keys.contains_key(&d.key) => {
+                a.lost_from_stream += 1;
+            }
+            _ => {}
         }
     }
     a.applied_twice += keys.values().filter(|n| **n > 1).count() as u64;
     let total = last_seq(js, events).await.unwrap() as i64;
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT processing, count(*) FROM deliveries WHERE stream = $1 GROUP BY 1")
-            .bind(events)
-            .fetch_all(pool)
-            .await
-            .unwrap();
-    a.processing = rows.into_iter().map(|(p, n)| (p, n as u64)).collect();
-    let recorded: u64 = a.processing.values().sum();
-    let done = a.processing.get("applied").copied().unwrap_or(0)
-        + a.processing.get("skipped").copied().unwrap_or(0);
-    a.not_applied = (total as u64).saturating_sub(recorded) + (recorded - done);
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT processing, idempotency_key, error FROM deliveries WHERE stream = $1",
+    )
+    .bind(events)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut recorded = 0u64;
+    for (processing, key, error) in &rows {
+        recorded += 1;
+        *a.processing.entry(processing.clone()).or_default() += 1;
+        let is_poison = key.as_deref().is_some_and(|k| poison.contains(k));
+        match (processing.as_str(), is_poison) {
+            ("failed" | "skipped", true) if error.is_some() => a.poison_handled += 1,
+            (_, true) => a.poison_mishandled += 1,
+            ("applied" | "skipped", false) => {}
+            _ => a.not_applied += 1,
+        }
+    }
+    a.not_applied += (total as u64).saturating_sub(recorded);
     // A key applied twice would be recorded `applied` on two sequences.
     let twice: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT idempotency_key FROM deliveries

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::money::Money;
+use crate::money::{CurrencyAmount, CurrencyAmounts, Money};
 use crate::orders::{self, OrderOut};
 use crate::page::{self, Cursor, Page, bad_cursor};
 use crate::params::{self, Params};
@@ -38,9 +38,16 @@ pub struct CustomerOut {
     pub orders_count: i32,
     /// Tickets of their orders still valid.
     pub tickets_count: i32,
-    /// Net sales of their orders less refunds.
+    /// Their currency: that of their first order with one.
+    #[schema(example = "CAD")]
+    pub currency: String,
+    /// Net sales of their orders in `currency`, less refunds.
     #[sqlx(try_from = "Decimal")]
     pub total_spent: Money,
+    /// What they spent in each currency of their orders (amounts in different currencies are
+    /// never added together).
+    #[schema(value_type = Vec<CurrencyAmount>)]
+    pub spent_by_currency: CurrencyAmounts,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     /// How well the customer matches `q` (higher first); absent without `q`.
@@ -73,7 +80,8 @@ pub struct CustomerQuery {
 }
 
 const COLUMNS: &str = "c.id, c.org_id, c.email, c.name, c.phone, c.subscribed_to_venue, \
-    c.orders_count, c.tickets_count, c.total_spent, c.first_seen_at, c.last_seen_at";
+    c.orders_count, c.tickets_count, c.currency, c.total_spent, c.spent_by_currency, \
+    c.first_seen_at, c.last_seen_at";
 
 /// Search customers.
 ///

@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use showpass_payload::headers as h;
+use showpass_payload::subject;
 use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -291,7 +292,8 @@ pub(crate) async fn get_log(
 
 /// Re-publish a stored event for re-processing.
 ///
-/// The event goes back on its subject with its original headers (and `Showpass-Replay-Of`).
+/// The event goes back on its subject with its original headers (and `Showpass-Replay-Of`), so
+/// subscribers see it again, marked as a replay.
 /// The projector's idempotency makes replaying an applied event harmless; a failed one is
 /// applied, once the projector understands it.
 #[utoipa::path(post, path = "/v1/logs/{id}/replay", tag = "logs",
@@ -340,8 +342,11 @@ pub(crate) async fn replay_log(
         tracing::warn!(error = %e, "replay publish failed");
         ApiError::Unavailable("JetStream did not acknowledge the replay; retry".into())
     };
+    // Back to the subject the stream stores events on (events stored before stores and
+    // republishes were apart carry the public subject).
+    let subject = format!("_{}", subject::public_subject(&original.subject));
     let ack = js
-        .publish_with_headers(original.subject.clone(), headers, original.payload.clone())
+        .publish_with_headers(subject, headers, original.payload.clone())
         .await
         .map_err(|e| unavailable(&e))?
         .await

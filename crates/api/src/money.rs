@@ -1,7 +1,7 @@
 //! Money on the wire: a decimal string with two places (`"107.00"`), never a float.
 
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
 /// An amount of money as a decimal string with two places.
@@ -35,6 +35,24 @@ impl Serialize for Money {
         s.serialize_str(&self.text())
     }
 }
+
+/// Read from the read models' JSON, where amounts are exact decimal strings.
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <Decimal as Deserialize>::deserialize(d).map(Money)
+    }
+}
+
+/// An amount in one currency: amounts in different currencies are listed, never added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CurrencyAmount {
+    #[schema(example = "USD")]
+    pub currency: String,
+    pub amount: Money,
+}
+
+/// A list of [`CurrencyAmount`] as the read models store it (JSON).
+pub type CurrencyAmounts = sqlx::types::Json<Vec<CurrencyAmount>>;
 
 #[cfg(test)]
 mod tests {

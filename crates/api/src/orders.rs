@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::customers;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::money::Money;
+use crate::money::{CurrencyAmount, CurrencyAmounts, Money};
 use crate::page::{self, Cursor, Page};
 use crate::params::{self, Params, Range};
 use crate::server::AppState;
@@ -59,9 +59,13 @@ pub struct OrderOut {
     pub total_tax: Money,
     #[sqlx(try_from = "Decimal")]
     pub discounts: Money,
-    /// The absolute sum of its refund and void invoices.
+    /// The absolute sum of its refund and void invoices in its currency (or in none).
     #[sqlx(try_from = "Decimal")]
     pub refunded: Money,
+    /// Refunds and voids in another currency than the order's, per currency: listed apart,
+    /// never added to `refunded`.
+    #[schema(value_type = Vec<CurrencyAmount>)]
+    pub other_currency_refunds: CurrencyAmounts,
     pub tickets_total: i32,
     /// Tickets not refunded, voided or transferred away.
     pub tickets_valid: i32,
@@ -159,7 +163,8 @@ pub struct OrderQuery {
 
 pub(crate) const COLUMNS: &str = "o.transaction_id, o.org_id, o.kind, o.status, o.customer_id, \
     o.customer_email, o.customer_name, o.currency, o.payment_type, o.net_sales, o.gross_revenue, \
-    o.service_fees, o.total_tax, o.discounts, o.refunded, o.tickets_total, o.tickets_valid, \
+    o.service_fees, o.total_tax, o.discounts, o.refunded, o.other_currency_refunds, \
+    o.tickets_total, o.tickets_valid, \
     o.created_at, o.updated_at";
 
 /// Search orders, newest first.

@@ -203,7 +203,11 @@ async fn publish_loop(
         let (js, payloads, subject) = (
             js.clone(),
             payloads.clone(),
-            format!("{prefix}.events.20.invoice.purchase"),
+            showpass_payload::subject::stored_event_subject(
+                prefix,
+                Some("20"),
+                Some("invoice.purchase"),
+            ),
         );
         tasks.spawn(async move {
             let mut lat = Vec::with_capacity((count / concurrency + 1) as usize);

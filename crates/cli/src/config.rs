@@ -297,6 +297,10 @@ pub struct MigrateArgs {
     /// How long to wait for NATS before giving up.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub wait: Duration,
+    /// Move an events stream made by a version before republishing to the current shape, on a
+    /// NATS server that cannot change it in place (before 2.10). Stop ingest first.
+    #[arg(long)]
+    pub upgrade_events_stream: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -310,6 +314,21 @@ impl MigrateArgs {
         let config = self.nats.config()?;
         let client = nats::connect(&config, "showpass-migrate").await?;
         let js = nats::jetstream(client, Duration::from_secs(5));
+        if self.upgrade_events_stream {
+            let report = nats::upgrade_events_stream(&js, &config).await?;
+            println!(
+                "events stream {}: {} messages carried over",
+                config.events_stream(),
+                report.messages
+            );
+            if report.resequenced {
+                // The read models (and the delivery log) name messages by sequence.
+                println!("its sequence numbers changed: rebuilding the read models from it");
+                let projector = ProjectorConfig::local(config.clone(), &self.database.database_url);
+                let rebuilt = showpass_projector::rebuild(&projector, &mut |_, _, _| {}).await?;
+                println!("rebuilt {} tables", rebuilt.tables.len());
+            }
+        }
         let cancel = cancel_after(self.wait);
         nats::ensure_streams_until_ready(&js, &config, &cancel)
             .await

@@ -8,6 +8,7 @@ mod simulate;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use showpass_core::supervise::supervise;
 use tokio::net::TcpListener;
 
 // mimalloc: measurably faster than glibc's allocator for many small, short-lived allocations
@@ -120,29 +121,62 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let (ingest, addr) = args.ingest.load()?;
             showpass_store::migrate(&projector.database_url).await?;
-            let ingest_listener = bind(addr, "INGEST_ADDR").await?;
-            let api_listener = match &api {
-                Some(_) => Some(bind(args.api.api_addr, "API_ADDR").await?),
+            let api_addr = args.api.api_addr;
+            // Bound now, so a port in use fails the start; a restarted component binds again.
+            let mut ingest_listener = Some(bind(addr, "INGEST_ADDR").await?);
+            let mut api_listener = match &api {
+                Some(_) => Some(bind(api_addr, "API_ADDR").await?),
                 None => None,
             };
             let shutdown = showpass_core::shutdown::on_signal();
-            // One part failing stops the others: a half-running platform would hide it.
+            // A panic in one part restarts that part with back-off while the others keep
+            // running (ingest keeps answering); an error stops all of them, so the process
+            // exits non-zero and its own supervisor sees it.
             let stop_all = |r: anyhow::Result<()>| {
                 shutdown.cancel();
                 r
             };
             let (i, p, a) = tokio::join!(
                 async {
-                    stop_all(showpass_ingest::run(ingest, ingest_listener, shutdown.clone()).await)
+                    stop_all(
+                        supervise("ingest", shutdown.clone(), None, || {
+                            let (config, token) = (ingest.clone(), shutdown.clone());
+                            let listener = ingest_listener.take();
+                            async move {
+                                let listener = match listener {
+                                    Some(l) => l,
+                                    None => bind(addr, "INGEST_ADDR").await?,
+                                };
+                                showpass_ingest::run(config, listener, token).await
+                            }
+                        })
+                        .await,
+                    )
                 },
-                async { stop_all(showpass_projector::run(projector, shutdown.clone()).await) },
                 async {
-                    match (api, api_listener) {
-                        (Some(api), Some(l)) => {
-                            stop_all(showpass_api::run(api, l, shutdown.clone()).await)
-                        }
-                        _ => Ok(()),
-                    }
+                    stop_all(
+                        supervise("projector", shutdown.clone(), None, || {
+                            showpass_projector::run(projector.clone(), shutdown.clone())
+                        })
+                        .await,
+                    )
+                },
+                async {
+                    let Some(api) = api else { return Ok(()) };
+                    stop_all(
+                        supervise("api", shutdown.clone(), None, || {
+                            let (config, token) = (api.clone(), shutdown.clone());
+                            let listener = api_listener.take();
+                            async move {
+                                let listener = match listener {
+                                    Some(l) => l,
+                                    None => bind(api_addr, "API_ADDR").await?,
+                                };
+                                showpass_api::run(config, listener, token).await
+                            }
+                        })
+                        .await,
+                    )
                 },
             );
             i.context("ingest")

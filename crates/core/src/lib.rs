@@ -5,6 +5,7 @@
 pub mod nats;
 mod secret;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;
 
 pub use secret::Secret;

@@ -1,8 +1,10 @@
 //! NATS: connecting, and provisioning the two streams idempotently.
 //!
-//! - `{PREFIX}_EVENTS` on `{prefix}.events.>`: the event store. File storage, no age limit
+//! - `{PREFIX}_EVENTS` on `_{prefix}.events.>`: the event store. File storage, no age limit
 //!   unless configured, discard *new* when a size limit is reached (refusing a delivery, which
-//!   Showpass retries, is better than dropping history), de-duplication on `Nats-Msg-Id`.
+//!   Showpass retries, is better than dropping history), de-duplication on `Nats-Msg-Id`. What
+//!   it stores it republishes to `{prefix}.events.>`, so subscribers see each stored event
+//!   once and never a dropped duplicate.
 //! - `{PREFIX}_DELIVERIES` on `{prefix}.deliveries.>`: duplicate and rejected deliveries,
 //!   kept for a limited age.
 
@@ -81,7 +83,12 @@ impl NatsConfig {
         stream::Config {
             name: self.events_stream(),
             description: Some("Showpass deliveries: the event store".into()),
-            subjects: vec![subject::events_filter(&self.prefix)],
+            subjects: vec![subject::stored_events_filter(&self.prefix)],
+            republish: Some(stream::Republish {
+                source: subject::stored_events_filter(&self.prefix),
+                destination: subject::events_filter(&self.prefix),
+                headers_only: false,
+            }),
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::New,
@@ -196,6 +203,18 @@ pub fn jetstream(client: async_nats::Client, timeout: Duration) -> jetstream::Co
         .build(client)
 }
 
+/// The events stream has the shape earlier versions gave it (storing the public subjects, no
+/// republish), and this server cannot change that in place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stream {stream} was created by an earlier version of showpass (it stores the public \
+     subjects and does not republish them), and this NATS server cannot change that in place: \
+     stop ingest, then run `showpass migrate --upgrade-events-stream` once"
+)]
+pub struct NeedsUpgrade {
+    pub stream: String,
+}
+
 /// Creates or updates both streams. Safe to run from many replicas at once.
 pub async fn ensure_streams(js: &jetstream::Context, config: &NatsConfig) -> anyhow::Result<()> {
     for wanted in [config.events_config(), config.deliveries_config()] {
@@ -208,11 +227,158 @@ pub async fn ensure_streams(js: &jetstream::Context, config: &NatsConfig) -> any
                     .await
                     .with_context(|| format!("updating stream {name}"))?;
             }
+            // NATS before 2.10 cannot add a republish to an existing stream.
+            Err(e) if e.to_string().contains("can not change RePublish") => {
+                return Err(NeedsUpgrade { stream: name }.into());
+            }
             Err(e) => return Err(e).with_context(|| format!("creating or updating stream {name}")),
         }
         tracing::info!(stream = %name, "stream ready");
     }
     Ok(())
+}
+
+/// What an upgrade of the events stream did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UpgradeReport {
+    /// Messages carried over into the upgraded stream.
+    pub messages: u64,
+    /// Whether the stream's sequence numbers changed (the old stream had gaps), so the read
+    /// models must be rebuilt from it.
+    pub resequenced: bool,
+}
+
+/// Gives an events stream of the earlier shape the current one on a server that cannot
+/// change it in place: its messages are copied (JetStream sources) into `{NAME}_UPGRADE`,
+/// the stream is created again with the current configuration, the messages are copied back,
+/// and the copy removed. Each step can be run again after a crash: the copy is kept until the
+/// new stream holds every message. Run it with ingest stopped (the old stream is sealed first).
+pub async fn upgrade_events_stream(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+) -> anyhow::Result<UpgradeReport> {
+    let name = config.events_stream();
+    let copy = format!("{name}_UPGRADE");
+    let mut report = UpgradeReport::default();
+    if let Ok(mut old) = js.get_stream(&name).await {
+        let info = old.info().await?.clone();
+        if info.config.republish.is_some() {
+            ensure_streams(js, config).await?;
+            if js.get_stream(&copy).await.is_err() {
+                return Ok(report);
+            }
+        } else {
+            // 1. Seal the old stream and copy it aside.
+            let state = info.state.clone();
+            report.resequenced = state.first_sequence > 1
+                || state.deleted_count.unwrap_or(0) > 0
+                || state.last_sequence != state.messages;
+            let mut sealed = info.config.clone();
+            sealed.sealed = true;
+            js.update_stream(sealed)
+                .await
+                .with_context(|| format!("sealing {name}"))?;
+            js.get_or_create_stream(stream::Config {
+                name: copy.clone(),
+                description: Some(format!("{name} while it is upgraded")),
+                sources: Some(vec![stream::Source {
+                    name: name.clone(),
+                    ..Default::default()
+                }]),
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                duplicate_window: SHORTEST_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating {copy}"))?;
+            let copied = wait_for_source(js, &copy, state.messages).await?;
+            report.resequenced |= copied != state.messages;
+            js.delete_stream(&name)
+                .await
+                .with_context(|| format!("deleting the old {name}"))?;
+        }
+    }
+    // 2. The stream again, in the current shape, filled from the copy.
+    let mut copy_stream = js
+        .get_stream(&copy)
+        .await
+        .with_context(|| format!("neither {name} nor {copy} exists: nothing to upgrade"))?;
+    let copy_info = copy_stream.info().await?.clone();
+    let expected = copy_info.state.messages;
+    if copy_info
+        .config
+        .sources
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        // The copy stops following the old stream, or the new one would source in a cycle.
+        let mut detached = copy_info.config.clone();
+        detached.sources = None;
+        js.update_stream(detached)
+            .await
+            .with_context(|| format!("detaching {copy}"))?;
+    }
+    let mut filling = config.events_config();
+    let final_config = filling.clone();
+    filling.sources = Some(vec![stream::Source {
+        name: copy.clone(),
+        ..Default::default()
+    }]);
+    // Messages keep their `Nats-Msg-Id`: the shortest window keeps the copy from dropping
+    // most resends that Showpass sent long after their original (one it drops anyway shows as
+    // a resequencing).
+    filling.duplicate_window = SHORTEST_WINDOW;
+    match js.get_stream(&name).await {
+        Ok(_) => {
+            js.update_stream(filling).await?;
+        }
+        Err(_) => {
+            js.create_stream(filling).await?;
+        }
+    }
+    report.messages = wait_for_source(js, &name, expected).await?;
+    report.resequenced |= report.messages != expected;
+    js.update_stream(final_config)
+        .await
+        .with_context(|| format!("finishing {name}"))?;
+    js.delete_stream(&copy)
+        .await
+        .with_context(|| format!("removing {copy}"))?;
+    tracing::info!(stream = %name, messages = report.messages, resequenced = report.resequenced, "events stream upgraded");
+    Ok(report)
+}
+
+/// The shortest de-duplication window JetStream accepts.
+const SHORTEST_WINDOW: Duration = Duration::from_millis(100);
+
+/// Waits until a stream filled from a source holds `count` messages, or has caught up with
+/// its source with fewer (de-duplication dropped some). Answers how many it holds.
+async fn wait_for_source(js: &jetstream::Context, name: &str, count: u64) -> anyhow::Result<u64> {
+    let mut last = (u64::MAX, std::time::Instant::now());
+    loop {
+        let mut s = js.get_stream(name).await?;
+        let info = s.info().await?.clone();
+        let n = info.state.messages;
+        if n >= count {
+            return Ok(n);
+        }
+        let caught_up = !info.sources.is_empty()
+            && info
+                .sources
+                .iter()
+                .all(|s| s.lag == 0 && s.active.is_some());
+        if n != last.0 {
+            last = (n, std::time::Instant::now());
+        } else if caught_up && last.1.elapsed() > Duration::from_secs(2) {
+            return Ok(n);
+        }
+        anyhow::ensure!(
+            last.1.elapsed() < Duration::from_secs(60),
+            "copying into {name} stalled at {n} of {count} messages"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Like [`ensure_streams`], retrying every second until it succeeds or `cancel` fires.
@@ -224,6 +390,8 @@ pub async fn ensure_streams_until_ready(
     loop {
         match ensure_streams(js, config).await {
             Ok(()) => return Ok(()),
+            // Waiting cannot cure this one.
+            Err(e) if e.is::<NeedsUpgrade>() => return Err(e),
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "streams not ready; retrying"),
         }
         tokio::select! {

@@ -275,7 +275,9 @@ impl Inner {
             );
             return self.refuse(meta, Some(envelope), &body, r);
         }
-        let subject = subject::event_subject(
+        // Stored behind an underscore; the stream republishes it to subscribers only if it
+        // stored it, so a duplicate it drops is seen by no one.
+        let subject = subject::stored_event_subject(
             &self.config.nats.prefix,
             envelope.organization_id.as_deref(),
             envelope.event_type.as_deref(),

@@ -46,7 +46,7 @@ async fn both_documented_samples_are_stored_byte_for_byte_with_their_headers() {
         let m = ingest.events().await.get_raw_message(seq).await.unwrap();
         assert_eq!(
             m.subject.as_str(),
-            format!("{prefix}.events.{org}.invoice.purchase")
+            format!("_{prefix}.events.{org}.invoice.purchase")
         );
         assert_eq!(m.payload.as_ref(), doc, "the raw body, byte for byte");
         assert_eq!(header(&m, "Nats-Msg-Id"), Some(uuid));
@@ -86,6 +86,50 @@ async fn a_redelivery_is_answered_duplicate_and_stored_once() {
     assert_eq!(header(&m, "Showpass-Http-Status"), Some("200"));
     assert_eq!(m.payload.as_ref(), DOC_2026);
     assert!(m.subject.ends_with(".deliveries.duplicate.default"));
+}
+
+/// Issue 11: a plain NATS subscriber on the public subjects receives each accepted event
+/// once, with its body and headers: a redelivery answered `duplicate` is not published there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_subscriber_sees_an_event_once_however_often_it_is_redelivered() {
+    use futures::StreamExt as _;
+    let ingest = TestIngest::start().await;
+    let prefix = ingest.config.nats.prefix.clone();
+    let client = async_nats::connect(ingest.config.nats.url.as_str())
+        .await
+        .unwrap();
+    let mut live = client
+        .subscribe(format!("{prefix}.events.>"))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let (status, first) = ingest.deliver(DOC_2026).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    for _ in 0..3 {
+        assert_eq!(ingest.deliver(DOC_2026).await.0, StatusCode::OK);
+    }
+    let (status, _) = ingest.deliver(&with_uuid("another")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mut seen = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), live.next()).await {
+        seen.push(m);
+    }
+    assert_eq!(seen.len(), 2, "one message per accepted event");
+    let m = &seen[0];
+    assert_eq!(
+        m.subject.as_str(),
+        format!("{prefix}.events.5796.invoice.purchase")
+    );
+    assert_eq!(m.payload.as_ref(), DOC_2026, "the raw body, byte for byte");
+    let headers = m.headers.as_ref().unwrap();
+    assert_eq!(
+        headers.get("Showpass-Delivery-Id").map(|v| v.as_str()),
+        first["delivery_id"].as_str()
+    );
+    assert_eq!(
+        headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+        Some("09117c09-e1f8-4913-b2f5-52cc161cf5f7")
+    );
 }
 
 /// The signature covers `id`; anything but the right HMAC under the endpoint's secret is 401,
@@ -170,6 +214,11 @@ async fn bodies_that_are_not_deliveries_are_400() {
         ("a numeric id", b"{\"id\": 5}"),
         ("not JSON at all", b"id=x"),
         ("empty", b""),
+        // The projector refuses a repeated field, so ingest does too (issue 11).
+        (
+            "a repeated top-level key",
+            b"{\"id\": \"x\", \"data\": {}, \"data\": {}}",
+        ),
     ] {
         let (status, answer) = post(
             ingest.addr,
@@ -183,7 +232,7 @@ async fn bodies_that_are_not_deliveries_are_400() {
         assert!(answer["detail"].as_str().unwrap().len() > 5);
     }
     assert_eq!(count(&mut ingest.events().await).await, 0);
-    wait_for_record(&ingest, 6).await;
+    wait_for_record(&ingest, 7).await;
 }
 
 /// Over 1 MiB is 413, whether the size is declared up front or only seen while reading.
@@ -263,7 +312,7 @@ async fn a_hostile_organization_or_event_type_cannot_change_the_subject_shape() 
     let m = ingest.events().await.get_raw_message(1).await.unwrap();
     assert_eq!(
         m.subject.as_str(),
-        format!("{prefix}.events.20_____x.invoice.refund____")
+        format!("_{prefix}.events.20_____x.invoice.refund____")
     );
     assert_eq!(m.subject.split('.').count(), 5);
     assert_eq!(header(&m, "Showpass-Organization-Id"), Some("20.*.> x"));

@@ -2,9 +2,9 @@
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::lenient::{flag, id, lenient_enum, money, text};
+use crate::lenient::{bounded_list, flag, id, lenient_enum, money, quantity, text};
 
 lenient_enum!(
     /// What happened (`event_type`).
@@ -96,7 +96,9 @@ lenient_enum!(
     }
 );
 
-/// A Showpass delivery. Only `id` is required; unknown fields are kept in `extra`.
+/// A Showpass delivery. Only `id` is required. Fields this version does not know are not
+/// read (the raw body, kept byte for byte in the stream, still holds them); the ones it
+/// knows must keep to [`crate::limits`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     pub id: String,
@@ -106,8 +108,6 @@ pub struct Delivery {
     pub webhook_event_uuid: Option<String>,
     #[serde(default, deserialize_with = "opt_data")]
     pub data: Option<InvoiceData>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// `data` of an invoice event.
@@ -139,16 +139,14 @@ pub struct InvoiceData {
     pub invoice_type: Option<InvoiceType>,
     #[serde(default, deserialize_with = "id::deserialize")]
     pub invoice_type_id: Option<String>,
-    #[serde(default, deserialize_with = "opt_list")]
+    #[serde(default, deserialize_with = "bounded_list::deserialize")]
     pub ticket_items: Vec<TicketItem>,
-    #[serde(default, deserialize_with = "opt_list")]
+    #[serde(default, deserialize_with = "bounded_list::deserialize")]
     pub invoice_items: Vec<InvoiceItem>,
     #[serde(default, deserialize_with = "text::deserialize")]
     pub partner_slug: Option<String>,
     #[serde(default, deserialize_with = "id::deserialize")]
     pub partner_external_user_id: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// The money fields an invoice and each of its lines carry, as exact decimals.
@@ -215,8 +213,6 @@ pub struct TicketItem {
     pub product_attribute_id: Option<String>,
     #[serde(default, deserialize_with = "text::deserialize")]
     pub product_attribute_name: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// One line of an invoice.
@@ -226,7 +222,7 @@ pub struct InvoiceItem {
     pub id: Option<String>,
     #[serde(default, deserialize_with = "opt_lenient")]
     pub invoice_item_type: Option<InvoiceItemType>,
-    #[serde(default, with = "money")]
+    #[serde(default, with = "quantity")]
     pub quantity: Option<Decimal>,
     #[serde(flatten)]
     pub money: Amounts,
@@ -250,8 +246,6 @@ pub struct InvoiceItem {
     pub product_attribute_id: Option<String>,
     #[serde(default, deserialize_with = "text::deserialize")]
     pub product_attribute_name: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 impl Delivery {
@@ -282,18 +276,10 @@ fn opt_data<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<InvoiceData
     Option::<InvoiceData>::deserialize(d)
 }
 
-/// A list that may be null or missing (both read as empty).
-fn opt_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     const DOC_2023: &[u8] = include_bytes!("../fixtures/showpass/purchase-doc-2023.json");
     const DOC_2026: &[u8] = include_bytes!("../fixtures/showpass/purchase-doc-2026.json");
@@ -334,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_and_event_types_are_kept() {
+    fn unknown_fields_are_read_past_and_unknown_event_types_kept() {
         let d = Delivery::parse(
             br#"{"id":"x","event_type":"Invoice.Exchange","shiny":1,
                  "data":{"new_field":[1],"ticket_items":null}}"#,
@@ -344,9 +330,7 @@ mod tests {
             d.event_type,
             Some(EventType::Other("Invoice.Exchange".into()))
         );
-        assert_eq!(d.extra["shiny"], 1);
         let data = d.data.unwrap();
-        assert_eq!(data.extra["new_field"], serde_json::json!([1]));
         assert!(data.ticket_items.is_empty());
     }
 
@@ -373,6 +357,59 @@ mod tests {
     fn bad_money_makes_a_poison_event() {
         let err = Delivery::parse(br#"{"id":"x","data":{"net_sales":"twelve"}}"#).unwrap_err();
         assert!(err.to_string().contains("invalid money amount"), "{err}");
+    }
+
+    /// The amount that made the sales fold overflow (issue 11) is refused when parsed.
+    #[test]
+    fn amounts_beyond_a_trillion_are_refused_and_a_trillion_is_not() {
+        for body in [
+            r#"{"id":"x","data":{"invoice_items":[{"net_sales":"79228162514264337593543950335"}]}}"#,
+            r#"{"id":"x","data":{"net_sales":-1000000000000.01}}"#,
+            r#"{"id":"x","data":{"gross_revenue":"1e13"}}"#,
+        ] {
+            let err = Delivery::parse(body.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("out of range"), "{body}: {err}");
+        }
+        let d = Delivery::parse(br#"{"id":"x","data":{"net_sales":"-1000000000000"}}"#).unwrap();
+        assert_eq!(
+            d.data.unwrap().money.net_sales,
+            Some(-crate::limits::MAX_AMOUNT)
+        );
+    }
+
+    #[test]
+    fn quantities_beyond_a_million_are_refused() {
+        let err = Delivery::parse(br#"{"id":"x","data":{"invoice_items":[{"quantity":1000001}]}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("quantity"), "{err}");
+    }
+
+    #[test]
+    fn lists_longer_than_the_limit_are_refused_and_the_limit_is_not() {
+        let list = |n: usize| vec!["{}"; n].join(",");
+        let body = |n| format!(r#"{{"id":"x","data":{{"ticket_items":[{}]}}}}"#, list(n));
+        let d = Delivery::parse(body(crate::limits::MAX_ITEMS).as_bytes()).unwrap();
+        assert_eq!(d.data.unwrap().ticket_items.len(), crate::limits::MAX_ITEMS);
+        let err = Delivery::parse(body(100_000).as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("more than 10000 entries"), "{err}");
+    }
+
+    #[test]
+    fn overlong_ids_are_refused_and_overlong_text_is_cut() {
+        let id = "7".repeat(256);
+        let err = Delivery::parse(
+            format!(r#"{{"id":"x","data":{{"transaction_id":"{id}"}}}}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("longer than the 255"), "{err}");
+        let name = "é".repeat(600);
+        let d = Delivery::parse(
+            format!(r#"{{"id":"x","data":{{"customer_name":"{name}"}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        let cut = d.data.unwrap().customer_name.unwrap();
+        assert_eq!(cut.len(), 1_000);
+        assert!(name.starts_with(&cut));
     }
 
     #[test]
@@ -446,7 +483,6 @@ mod tests {
                 prop_assert_eq!(data.showpass_organization_id.as_deref(), Some(org_text.as_str()));
                 prop_assert_eq!(data.payment_type, Some(PaymentType::DirectDeposit));
                 prop_assert_eq!(data.invoice_type, Some(InvoiceType::Refund));
-                prop_assert_eq!(data.extra.len(), usize::from(extra.is_some()));
             }
 
             /// Parsing arbitrary bytes never panics; it answers a delivery or an error.

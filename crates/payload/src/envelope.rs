@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::lenient::{Lenient, Skip};
+use crate::subject;
 
 /// The routing fields of a delivery, borrowed from the raw body where possible.
 ///
@@ -32,8 +33,8 @@ pub enum EnvelopeError {
     MissingId,
     #[error("`id` must be a non-empty string")]
     IdNotString,
-    #[error("`id` appears more than once")]
-    DuplicateId,
+    #[error("`{0}` appears more than once")]
+    DuplicateKey(String),
 }
 
 impl<'a> Envelope<'a> {
@@ -58,14 +59,17 @@ impl<'a> Envelope<'a> {
 /// Maps serde's error text back to our typed causes (serde only carries strings).
 fn classify(e: serde_json::Error) -> EnvelopeError {
     let text = e.to_string();
-    if text.starts_with(DUPLICATE_ID) {
-        EnvelopeError::DuplicateId
-    } else {
-        EnvelopeError::NotJson(text)
+    match text.strip_prefix(DUPLICATE_KEY) {
+        Some(rest) => {
+            // serde_json appends " at line L column C".
+            let key = rest.rsplit_once(" at line ").map_or(rest, |(k, _)| k);
+            EnvelopeError::DuplicateKey(key.to_owned())
+        }
+        None => EnvelopeError::NotJson(text),
     }
 }
 
-const DUPLICATE_ID: &str = "showpass: duplicate id";
+const DUPLICATE_KEY: &str = "showpass: duplicate key ";
 
 #[derive(Default)]
 struct RawEnvelope<'a> {
@@ -152,31 +156,93 @@ impl<'de> de::Deserialize<'de> for IdValue<'de> {
     }
 }
 
-/// An object key, matched without allocating: keys this module reads are returned as
-/// themselves, any other key (escaped ones included) as `""`.
-struct Key(&'static str);
+/// An object key: one this module reads, matched without allocating, or any other (borrowed
+/// from the body unless it holds escapes), kept only to tell a repeated key.
+enum Key<'de> {
+    Known(&'static str),
+    Other(Cow<'de, str>),
+}
 
-impl<'de> de::Deserialize<'de> for Key {
+impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl Visitor<'_> for V {
-            type Value = Key;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object key")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                const KNOWN: [&str; 6] = [
-                    "id",
-                    "event_type",
-                    "webhook_event_uuid",
-                    "data",
-                    "transaction_id",
-                    "showpass_organization_id",
-                ];
-                Ok(Key(KNOWN.into_iter().find(|k| *k == v).unwrap_or("")))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::known(v).unwrap_or(Key::Other(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::known(v).unwrap_or_else(|| Key::Other(Cow::Owned(v.to_owned()))))
             }
         }
         d.deserialize_str(V)
+    }
+}
+
+impl Key<'_> {
+    const KNOWN: [&'static str; 6] = [
+        "id",
+        "event_type",
+        "webhook_event_uuid",
+        "data",
+        "transaction_id",
+        "showpass_organization_id",
+    ];
+
+    fn known(v: &str) -> Option<Self> {
+        Self::KNOWN.into_iter().find(|k| *k == v).map(Key::Known)
+    }
+}
+
+/// The keys of one object seen so far: a repeated key is an error, as it is for every typed
+/// reader downstream (serde refuses a repeated field), so ingest refuses what the projector
+/// would. Objects have a handful of keys; past 16 others a hash set keeps it linear.
+#[derive(Default)]
+struct SeenKeys<'de> {
+    known: u8,
+    few: Vec<Cow<'de, str>>,
+    many: std::collections::HashSet<Cow<'de, str>>,
+}
+
+impl<'de> SeenKeys<'de> {
+    /// Records `key`; `Err` with its name when it was seen before.
+    fn see<E: de::Error>(&mut self, key: &Key<'de>, path: &str) -> Result<(), E> {
+        let fresh = match key {
+            Key::Known(k) => {
+                let bit = 1u8 << Key::KNOWN.iter().position(|x| x == k).unwrap_or(0);
+                let fresh = self.known & bit == 0;
+                self.known |= bit;
+                fresh
+            }
+            Key::Other(k) if self.many.is_empty() && self.few.len() < 16 => {
+                let fresh = !self.few.contains(k);
+                if fresh {
+                    self.few.push(k.clone());
+                }
+                fresh
+            }
+            Key::Other(k) => {
+                if self.many.is_empty() {
+                    self.many.extend(self.few.drain(..));
+                }
+                self.many.insert(k.clone())
+            }
+        };
+        if fresh {
+            Ok(())
+        } else {
+            let name = match key {
+                Key::Known(k) => k,
+                Key::Other(k) => k.as_ref(),
+            };
+            Err(de::Error::custom(format_args!(
+                "{DUPLICATE_KEY}{path}{}",
+                subject::header_value(name)
+            )))
+        }
     }
 }
 
@@ -191,17 +257,14 @@ impl<'de> Visitor<'de> for TopVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = RawEnvelope::default();
-        while let Some(Key(key)) = map.next_key::<Key>()? {
+        let mut seen = SeenKeys::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            seen.see(&key, "")?;
             match key {
-                "id" => {
-                    if out.id.is_some() {
-                        return Err(de::Error::custom(DUPLICATE_ID));
-                    }
-                    out.id = Some(map.next_value::<IdValue<'de>>()?.0);
-                }
-                "event_type" => out.event_type = map.next_value()?,
-                "webhook_event_uuid" => out.webhook_event_uuid = map.next_value()?,
-                "data" => map.next_value_seed(DataSeed(&mut out))?,
+                Key::Known("id") => out.id = Some(map.next_value::<IdValue<'de>>()?.0),
+                Key::Known("event_type") => out.event_type = map.next_value()?,
+                Key::Known("webhook_event_uuid") => out.webhook_event_uuid = map.next_value()?,
+                Key::Known("data") => map.next_value_seed(DataSeed(&mut out))?,
                 _ => {
                     map.next_value::<Skip>()?;
                 }
@@ -230,10 +293,20 @@ impl<'de> Visitor<'de> for DataSeed<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key>()? {
+        // Only the routing fields must not repeat here: the projector refuses a repeated
+        // field it reads, and ingest routes by these two.
+        let mut seen = SeenKeys::default();
+        while let Some(key) = map.next_key::<Key>()? {
             match key {
-                "transaction_id" => self.0.transaction_id = map.next_value()?,
-                "showpass_organization_id" => self.0.organization_id = map.next_value()?,
+                Key::Known(k @ ("transaction_id" | "showpass_organization_id")) => {
+                    seen.see(&Key::Known(k), "data.")?;
+                    let value = map.next_value()?;
+                    if k == "transaction_id" {
+                        self.0.transaction_id = value;
+                    } else {
+                        self.0.organization_id = value;
+                    }
+                }
                 _ => {
                     map.next_value::<Skip>()?;
                 }
@@ -333,8 +406,21 @@ mod tests {
             (br#"{"id": null}"#, |e| *e == EnvelopeError::IdNotString),
             (br#"{"id": ""}"#, |e| *e == EnvelopeError::IdNotString),
             (br#"{"id": "a", "id": "b"}"#, |e| {
-                *e == EnvelopeError::DuplicateId
+                *e == EnvelopeError::DuplicateKey("id".into())
             }),
+            (br#"{"id": "a", "data": {}, "data": {}}"#, |e| {
+                *e == EnvelopeError::DuplicateKey("data".into())
+            }),
+            (br#"{"id": "a", "x": 1, "y": 2, "x": 3}"#, |e| {
+                *e == EnvelopeError::DuplicateKey("x".into())
+            }),
+            (br#"{"id": "a", "\u0078": 1, "x": 3}"#, |e| {
+                *e == EnvelopeError::DuplicateKey("x".into())
+            }),
+            (
+                br#"{"id": "a", "data": {"transaction_id": "1", "transaction_id": "2"}}"#,
+                |e| *e == EnvelopeError::DuplicateKey("data.transaction_id".into()),
+            ),
             (br#"{"id": "a"} trailing"#, |e| {
                 matches!(e, EnvelopeError::NotJson(_))
             }),
@@ -347,6 +433,21 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    /// The projector refuses a repeated top-level field, so ingest does too (issue 11).
+    #[test]
+    fn a_repeated_key_among_many_is_found_and_many_distinct_keys_are_fine() {
+        let keys: Vec<String> = (0..10_000).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let body = format!(r#"{{"id":"a",{}}}"#, keys.join(","));
+        assert!(Envelope::parse(body.as_bytes()).is_ok());
+        let body = format!(r#"{{"id":"a",{},"k17":0}}"#, keys.join(","));
+        assert_eq!(
+            Envelope::parse(body.as_bytes()).unwrap_err(),
+            EnvelopeError::DuplicateKey("k17".into())
+        );
+        // Repeats deeper down are the typed reader's business, not the envelope's.
+        assert!(Envelope::parse(br#"{"id":"a","data":{"x":1,"x":2,"n":{"y":1,"y":1}}}"#).is_ok());
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::limits::{MAX_AMOUNT, MAX_ID_BYTES, MAX_ITEMS, MAX_QUANTITY, MAX_TEXT_BYTES};
+
 /// Parses a money amount written as a string (`"5.84"`, `" 1e2 "`) into an exact decimal.
 pub fn parse_money(s: &str) -> Option<Decimal> {
     let s = s.trim();
@@ -141,13 +143,21 @@ impl Lenient<'_> {
 }
 
 /// Ids: strings or numbers, kept as trimmed text; null, blank or missing become `None`. NUL
-/// characters are dropped: valid in JSON, but no text column or header can hold them.
+/// characters are dropped: valid in JSON, but no text column or header can hold them. An id
+/// longer than [`MAX_ID_BYTES`] is an error: cut, two ids could become one.
 pub(crate) mod id {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         let v = Lenient::deserialize(d)?;
-        Ok(v.text().map(without_nul).filter(|s| !s.is_empty()))
+        let id = v.text().map(without_nul).filter(|s| !s.is_empty());
+        match id {
+            Some(id) if id.len() > MAX_ID_BYTES => Err(de::Error::custom(format_args!(
+                "an id of {} bytes is longer than the {MAX_ID_BYTES} allowed",
+                id.len()
+            ))),
+            id => Ok(id),
+        }
     }
 
     use serde::Deserialize;
@@ -163,15 +173,99 @@ pub(crate) fn without_nul(s: &str) -> String {
 }
 
 /// Optional free text: strings (or numbers, written as text); null or missing become `None`.
+/// Text longer than [`MAX_TEXT_BYTES`] is cut at a character boundary.
 pub(crate) mod text {
-    pub use super::id::deserialize;
+    use super::*;
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let v = Lenient::deserialize(d)?;
+        Ok(v.text()
+            .map(|t| without_nul(cut(t, MAX_TEXT_BYTES)))
+            .filter(|s| !s.is_empty()))
+    }
+
+    /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+    fn cut(s: &str, max: usize) -> &str {
+        if s.len() <= max {
+            return s;
+        }
+        let end = (0..=max)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        &s[..end]
+    }
+}
+
+/// A list that may be null or missing (both read as empty), of at most [`MAX_ITEMS`] entries:
+/// a longer one is an error found before it is all in memory.
+pub(crate) mod bounded_list {
+    use super::*;
+    use serde::Deserialize;
+    use std::marker::PhantomData;
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Vec<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Vec::new())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Vec::new())
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_seq(self)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = a.next_element::<T>()? {
+                    if out.len() == MAX_ITEMS {
+                        return Err(de::Error::custom(format_args!(
+                            "a list of more than {MAX_ITEMS} entries"
+                        )));
+                    }
+                    out.push(item);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_option(V(PhantomData))
+    }
 }
 
 /// Money: a JSON number or a decimal string, into an exact [`Decimal`]; null or `""` is `None`.
+/// An amount beyond ±[`MAX_AMOUNT`] is an error.
 pub(crate) mod money {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        bounded(d, MAX_AMOUNT, "money amount")
+    }
+
+    /// A decimal whose absolute value is at most `max`.
+    pub(crate) fn bounded<'de, D: Deserializer<'de>>(
+        d: D,
+        max: Decimal,
+        what: &'static str,
+    ) -> Result<Option<Decimal>, D::Error> {
+        match exact(d)? {
+            Some(v) if v.abs() > max => Err(de::Error::custom(format_args!(
+                "{what} {v} is out of range (at most {max} either side of zero)"
+            ))),
+            v => Ok(v),
+        }
+    }
+
+    fn exact<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Option<Decimal>;
@@ -221,6 +315,17 @@ pub(crate) mod money {
             None => s.serialize_none(),
         }
     }
+}
+
+/// A line's quantity: a number or a decimal string within ±[`MAX_QUANTITY`].
+pub(crate) mod quantity {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        super::money::bounded(d, MAX_QUANTITY, "quantity")
+    }
+
+    pub use super::money::serialize;
 }
 
 /// Booleans as `true`, `"true"`, `"True"`, `1` or `"1"`; null or missing are `None`.

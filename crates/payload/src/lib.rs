@@ -3,7 +3,7 @@
 //! - [`Envelope`]: the few fields ingest needs, parsed fast and leniently from the raw body.
 //! - [`Delivery`]: the whole typed payload for the projector, accepting every variation real
 //!   traffic shows (money as numbers or strings, enums in any case, ids as numbers or strings,
-//!   missing or null fields, unknown fields kept).
+//!   missing or null fields, unknown fields read past), within [`limits`].
 //! - [`signature`]: `X-SHOWPASS-SIGNATURE`, hex HMAC-SHA1 of the payload's `id`.
 //! - [`idempotency_key`] and [`subject`]: how a delivery is named on JetStream.
 #![forbid(unsafe_code)]
@@ -15,6 +15,7 @@ pub mod headers;
 mod idempotency;
 pub mod invariants;
 mod lenient;
+pub mod limits;
 pub mod samples;
 pub mod signature;
 pub mod subject;

@@ -1,5 +1,11 @@
 //! How deliveries are named on NATS: subjects, stream names and header values.
 //!
+//! Subscribers see `{prefix}.events.…`. The events stream stores each event on the same
+//! subject behind an underscore, `_{prefix}.events.…`, and republishes what it stored to the
+//! public subject (JetStream RePublish): a redelivery JetStream drops as a duplicate is stored
+//! nowhere and so reaches no subscriber. Publishers (ingest, replay) publish to the stored
+//! subject only.
+//!
 //! Event subjects always have the shape `{prefix}.events.{org}.{category}.{action}`: five
 //! tokens, whatever the payload says. Tokens from the payload keep only `[A-Za-z0-9_-]`
 //! (anything else becomes `_`), so no `.`, `*`, `>` or whitespace from a delivery can add a
@@ -61,9 +67,29 @@ pub fn event_subject(
     s
 }
 
-/// The subject filter of the events stream: `{prefix}.events.>`.
+/// The subject an event is stored on, and published to: `_{prefix}.events.{org}.{category}.{action}`.
+pub fn stored_event_subject(
+    prefix: &str,
+    organization_id: Option<&str>,
+    event_type: Option<&str>,
+) -> String {
+    format!("_{}", event_subject(prefix, organization_id, event_type))
+}
+
+/// What subscribers listen to: `{prefix}.events.>` (the destination of the republish).
 pub fn events_filter(prefix: &str) -> String {
     format!("{prefix}.events.>")
+}
+
+/// The subjects the events stream stores: `_{prefix}.events.>`.
+pub fn stored_events_filter(prefix: &str) -> String {
+    format!("_{prefix}.events.>")
+}
+
+/// The public subject of a stored one (`_p.events.…` gives `p.events.…`); any other subject
+/// is returned as it is.
+pub fn public_subject(stored: &str) -> &str {
+    stored.strip_prefix('_').unwrap_or(stored)
 }
 
 /// The subject a delivery-log record is published on: `{prefix}.deliveries.{outcome}.{endpoint}`.
@@ -149,6 +175,17 @@ mod tests {
             event_subject("p", Some("1"), Some("ping")),
             "p.events.1.ping._"
         );
+    }
+
+    #[test]
+    fn events_are_stored_behind_an_underscore_and_seen_without_it() {
+        let stored = stored_event_subject("showpass", Some("20"), Some("invoice.purchase"));
+        assert_eq!(stored, "_showpass.events.20.invoice.purchase");
+        assert_eq!(
+            public_subject(&stored),
+            "showpass.events.20.invoice.purchase"
+        );
+        assert_eq!(stored_events_filter("showpass"), "_showpass.events.>");
     }
 
     #[test]

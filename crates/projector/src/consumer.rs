@@ -10,9 +10,8 @@ use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{self, Incoming, Tally};
+use crate::apply::{self, ApplyError, Incoming, Tally};
 use crate::meta::Meta;
-use crate::plan::plan;
 
 /// Everything the projector needs to run.
 #[derive(Debug, Clone)]
@@ -48,7 +47,7 @@ pub const DELIVERIES_CONSUMER: &str = "projector-deliveries";
 
 /// Which of the two streams a loop consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub enum Source {
     Events,
     Deliveries,
 }
@@ -199,7 +198,10 @@ async fn lead_until_lost(
     e.and(r).and(w)
 }
 
-/// Consumes one stream until `stop`, applying batches in order.
+/// Consumes one stream until `stop`, applying batches in order. Each pass starts a consumer
+/// right after the checkpoint; a pass that cannot vouch for the messages it was handed (a pull
+/// error, a gap in the consumer's deliveries, a message it cannot place) applies what came
+/// before, then starts again from the checkpoint, so nothing is ever passed over.
 async fn consume(
     config: &ProjectorConfig,
     js: &jetstream::Context,
@@ -212,119 +214,282 @@ async fn consume(
         Source::Events => EVENTS_CONSUMER,
         Source::Deliveries => DELIVERIES_CONSUMER,
     };
-    let checkpoint: i64 = sqlx::query_scalar(
-        "SELECT COALESCE((SELECT last_seq FROM checkpoints WHERE stream = $1), 0)",
-    )
-    .bind(stream_name)
-    .fetch_one(&mut *conn)
-    .await
-    .context("reading the checkpoint")?;
-    // A new leader starts the consumer right after the checkpoint, so nothing a previous leader
-    // left unacknowledged is delivered out of order.
-    let stream = js
-        .get_stream(stream_name)
-        .await
-        .with_context(|| format!("opening stream {stream_name}"))?;
-    let _ = stream.delete_consumer(consumer_name).await;
-    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(consumer_name.to_owned()),
-            description: Some("showpass projector: read models in PostgreSQL".into()),
-            deliver_policy: if checkpoint > 0 {
-                jetstream::consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: checkpoint as u64 + 1,
-                }
-            } else {
-                jetstream::consumer::DeliverPolicy::All
-            },
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(60),
-            max_ack_pending: config.max_ack_pending,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("creating consumer {consumer_name} on {stream_name}"))?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(config.batch_size.min(10_000))
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .context("starting to pull")?;
-    tracing::info!(stream = stream_name, from = checkpoint + 1, "consuming");
-
+    let limits = BatchLimits::of(config);
     loop {
-        let first = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            m = messages.next() => m,
-        };
-        let Some(first) = first else {
-            anyhow::bail!("the message stream of {stream_name} ended");
-        };
-        let mut batch = vec![first.context("pulling messages")?];
-        let deadline = Instant::now() + config.batch_linger;
-        while batch.len() < config.batch_size {
-            match tokio::time::timeout_at(deadline, messages.next()).await {
-                Ok(Some(Ok(m))) => batch.push(m),
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "pull error");
-                    break;
-                }
-                Ok(None) | Err(_) => break,
+        let checkpoint: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT last_seq FROM checkpoints WHERE stream = $1), 0)",
+        )
+        .bind(stream_name)
+        .fetch_one(&mut *conn)
+        .await
+        .context("reading the checkpoint")?;
+        // A new pass starts the consumer right after the checkpoint, so nothing a previous
+        // leader (or pass) left unacknowledged is delivered out of order.
+        let stream = js
+            .get_stream(stream_name)
+            .await
+            .with_context(|| format!("opening stream {stream_name}"))?;
+        let _ = stream.delete_consumer(consumer_name).await;
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(consumer_name.to_owned()),
+                description: Some("showpass projector: read models in PostgreSQL".into()),
+                deliver_policy: match u64::try_from(checkpoint) {
+                    Ok(c) if c > 0 => jetstream::consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: c.saturating_add(1),
+                    },
+                    _ => jetstream::consumer::DeliverPolicy::All,
+                },
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: config.max_ack_pending,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating consumer {consumer_name} on {stream_name}"))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(config.batch_size.min(10_000))
+            .max_bytes_per_batch(MAX_PULL_BYTES)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .context("starting to pull")?;
+        tracing::info!(stream = stream_name, from = checkpoint + 1, "consuming");
+        let mut messages = std::pin::pin!(messages);
+        match pass(conn, stream_name, source, &mut messages, limits, stop).await? {
+            Pass::Stopped => return Ok(()),
+            Pass::Restart(why) => {
+                tracing::warn!(stream = stream_name, reason = %why, "starting again from the checkpoint");
             }
         }
-        let started = Instant::now();
-        let tally = apply_with_retry(conn, stream_name, source, &batch, stop).await?;
-        let Some(tally) = tally else { return Ok(()) };
-        for m in &batch {
-            if let Err(e) = m.ack().await {
-                // The commit stands; a redelivery is recognised by the checkpoint.
-                tracing::warn!(error = %e, "ack failed");
-            }
-        }
-        tracing::debug!(stream = stream_name, events = batch.len(), elapsed = ?started.elapsed(), ?tally, "batch applied");
     }
 }
 
-/// Decodes a batch and applies it, retrying with back-off while the database is away, and
-/// keeping the messages from being redelivered meanwhile. `None` when stopped first.
+/// Most bytes one pull request may bring (JetStream's own `max_bytes`), so what the client
+/// buffers stays bounded however large the messages.
+const MAX_PULL_BYTES: usize = 16 * 1024 * 1024;
+
+/// How a pass over a consumer ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pass {
+    Stopped,
+    /// Start again from the checkpoint, for this reason.
+    Restart(String),
+}
+
+/// How large a batch may grow: in messages, in weight (lines and tickets, see
+/// [`Incoming::weight`]), in body bytes, and in time once its first message is in.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub messages: usize,
+    pub weight: usize,
+    pub bytes: usize,
+    pub linger: Duration,
+}
+
+impl BatchLimits {
+    fn of(config: &ProjectorConfig) -> Self {
+        Self {
+            linger: config.batch_linger,
+            ..Self::for_rebuild(config.batch_size)
+        }
+    }
+
+    /// The same bounds, without a linger (a rebuild reads what is already stored).
+    pub fn for_rebuild(batch_size: usize) -> Self {
+        Self {
+            messages: batch_size.max(1),
+            weight: 50_000,
+            bytes: 8 * 1024 * 1024,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+/// A message taken into a batch, with what was read of it.
+pub struct Pulled {
+    pub message: jetstream::Message,
+    pub meta: Meta,
+    /// The planned event (events stream only).
+    pub incoming: Option<Incoming>,
+}
+
+/// A batch, and why it was cut short if it was.
+pub struct Filled {
+    pub batch: Vec<Pulled>,
+    pub interrupted: Option<String>,
+}
+
+/// Where the consumer's deliveries stand within a pass: each delivery's consumer sequence
+/// must follow the last, or one was lost between the server and here.
+#[derive(Debug, Default)]
+pub struct Continuity {
+    last_consumer_seq: Option<u64>,
+}
+
+/// Takes messages into a batch, starting with `first`, until a limit is reached or the
+/// linger time passes. Stops short (and says why) at a pull error, a message whose metadata
+/// cannot be read (it has no place in the stream, so it is neither applied nor acked), or a
+/// gap in the consumer's sequence; what came before still forms the batch.
+pub async fn fill_batch<S, E>(
+    first: Result<jetstream::Message, E>,
+    messages: &mut S,
+    stream_name: &str,
+    source: Source,
+    limits: BatchLimits,
+    continuity: &mut Continuity,
+) -> Filled
+where
+    S: futures::Stream<Item = Result<jetstream::Message, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut batch = Vec::new();
+    let (mut weight, mut bytes) = (0usize, 0usize);
+    let deadline = Instant::now() + limits.linger;
+    let mut next = Some(first);
+    loop {
+        let item = match next.take() {
+            Some(item) => item,
+            None => {
+                if batch.len() >= limits.messages
+                    || weight >= limits.weight
+                    || bytes >= limits.bytes
+                {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        };
+        let message = match item {
+            Ok(m) => m,
+            Err(e) => {
+                return Filled {
+                    batch,
+                    interrupted: Some(format!("pull error: {e}")),
+                };
+            }
+        };
+        let (seq, consumer_seq, published) = match message.info() {
+            Ok(i) => (i.stream_sequence, i.consumer_sequence, i.published),
+            Err(e) => {
+                return Filled {
+                    batch,
+                    interrupted: Some(format!(
+                        "a message on {} has no readable stream metadata ({e})",
+                        message.subject
+                    )),
+                };
+            }
+        };
+        if let Some(last) = continuity.last_consumer_seq
+            && consumer_seq != last.saturating_add(1)
+        {
+            return Filled {
+                batch,
+                interrupted: Some(format!(
+                    "the consumer's deliveries skipped from {last} to {consumer_seq}"
+                )),
+            };
+        }
+        continuity.last_consumer_seq = Some(consumer_seq);
+        let meta = Meta::from_headers(stream_name, seq, message.headers.as_ref(), published);
+        let incoming = match source {
+            Source::Events => Some(Incoming::plan(meta.clone(), &message.payload)),
+            Source::Deliveries => None,
+        };
+        weight = weight.saturating_add(incoming.as_ref().map_or(1, Incoming::weight));
+        bytes = bytes.saturating_add(message.payload.len());
+        batch.push(Pulled {
+            message,
+            meta,
+            incoming,
+        });
+    }
+    Filled {
+        batch,
+        interrupted: None,
+    }
+}
+
+/// Pulls, applies and acks batches until `stop`, or until the pass must start again.
+pub async fn pass<S, E>(
+    conn: &mut PgConnection,
+    stream_name: &str,
+    source: Source,
+    messages: &mut S,
+    limits: BatchLimits,
+    stop: &CancellationToken,
+) -> anyhow::Result<Pass>
+where
+    S: futures::Stream<Item = Result<jetstream::Message, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut continuity = Continuity::default();
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return Ok(Pass::Stopped),
+            m = messages.next() => m,
+        };
+        let Some(first) = first else {
+            return Ok(Pass::Restart(format!(
+                "the message stream of {stream_name} ended"
+            )));
+        };
+        let Filled { batch, interrupted } = fill_batch(
+            first,
+            messages,
+            stream_name,
+            source,
+            limits,
+            &mut continuity,
+        )
+        .await;
+        if !batch.is_empty() {
+            let started = Instant::now();
+            let Some(tally) = apply_with_retry(conn, stream_name, source, &batch, stop).await?
+            else {
+                return Ok(Pass::Stopped);
+            };
+            for p in &batch {
+                if let Err(e) = p.message.ack().await {
+                    // The commit stands; a redelivery is recognised by the ledger.
+                    tracing::warn!(error = %e, "ack failed");
+                }
+            }
+            tracing::debug!(stream = stream_name, events = batch.len(), elapsed = ?started.elapsed(), ?tally, "batch applied");
+        }
+        if let Some(why) = interrupted {
+            return Ok(Pass::Restart(why));
+        }
+    }
+}
+
+/// Applies a batch, retrying with back-off while the database is away, and keeping the
+/// messages from being redelivered meanwhile. `None` when stopped first.
 async fn apply_with_retry(
     conn: &mut PgConnection,
     stream_name: &str,
     source: Source,
-    batch: &[jetstream::Message],
+    batch: &[Pulled],
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Tally>> {
-    let metas: Vec<Meta> = batch.iter().map(|m| meta_of(stream_name, m)).collect();
-    let incoming: Vec<Incoming> = match source {
-        Source::Events => batch
-            .iter()
-            .zip(&metas)
-            .map(|(m, meta)| Incoming {
-                decision: plan(meta, &m.payload),
-                body_sha256: showpass_payload::sha256_hex(&m.payload),
-                meta: meta.clone(),
-            })
-            .collect(),
-        Source::Deliveries => Vec::new(),
-    };
+    let incoming: Vec<Incoming> = batch.iter().filter_map(|p| p.incoming.clone()).collect();
+    let metas: Vec<Meta> = batch.iter().map(|p| p.meta.clone()).collect();
     let mut backoff = Duration::from_millis(100);
     let started = Instant::now();
     loop {
         let result = match source {
-            Source::Events => apply::apply_events(conn, stream_name, &incoming).await,
-            Source::Deliveries => apply::apply_records(conn, stream_name, &metas).await,
+            Source::Events => apply::apply_resilient(conn, stream_name, &incoming).await,
+            Source::Deliveries => apply::apply_records_resilient(conn, stream_name, &metas).await,
         };
         match result {
             Ok(t) => return Ok(Some(t)),
-            Err(sqlx::Error::Database(d))
-                if source == Source::Events && is_data_error(d.code().as_deref()) =>
-            {
-                tracing::warn!(error = %d, stream = stream_name, "the database refused a batch's data; applying it event by event");
-                return one_by_one(conn, stream_name, &incoming).await.map(Some);
-            }
-            Err(e) if is_connection_error(&e) => {
+            Err(ApplyError::Database(e)) if is_connection_error(&e) => {
                 // The leader's connections are tied to its lock; a lost connection means
                 // leadership must be re-established from the start.
                 return Err(anyhow::Error::from(e).context("database connection lost"));
@@ -332,8 +497,8 @@ async fn apply_with_retry(
             Err(e) => {
                 tracing::warn!(error = %e, stream = stream_name, retry_in = ?backoff, "batch failed; retrying");
                 if started.elapsed() > Duration::from_secs(20) {
-                    for m in batch {
-                        let _ = m.ack_with(AckKind::Progress).await;
+                    for p in batch {
+                        let _ = p.message.ack_with(AckKind::Progress).await;
                     }
                 }
                 tokio::select! {
@@ -346,53 +511,9 @@ async fn apply_with_retry(
     }
 }
 
-/// SQLSTATE classes 22 (data exception) and 23 (integrity violation): the same data fails the
-/// same way every time, so retrying cannot help.
-fn is_data_error(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
-}
-
-/// Applies a batch one event at a time; an event the database refuses is logged as failed
-/// with the database's reason (and can be replayed after a fix), so it never blocks the stream.
-async fn one_by_one(
-    conn: &mut PgConnection,
-    stream_name: &str,
-    incoming: &[Incoming],
-) -> anyhow::Result<Tally> {
-    let mut tally = Tally::default();
-    for one in incoming {
-        let t = match apply::apply_events(conn, stream_name, std::slice::from_ref(one)).await {
-            Ok(t) => t,
-            Err(sqlx::Error::Database(d)) if is_data_error(d.code().as_deref()) => {
-                tracing::warn!(error = %d, seq = one.meta.seq, "event refused by the database; logged as failed");
-                let failed = Incoming {
-                    decision: crate::plan::Decision::Fail(format!("the database refused it: {d}")),
-                    ..one.clone()
-                };
-                apply::apply_events(conn, stream_name, std::slice::from_ref(&failed)).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        tally.applied += t.applied;
-        tally.duplicate += t.duplicate;
-        tally.skipped += t.skipped;
-        tally.failed += t.failed;
-        tally.already += t.already;
-    }
-    Ok(tally)
-}
-
 fn is_connection_error(e: &sqlx::Error) -> bool {
     matches!(
         e,
         sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_)
     ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("08") || c == "57P01"))
-}
-
-fn meta_of(stream: &str, m: &jetstream::Message) -> Meta {
-    let (seq, published) = match m.info() {
-        Ok(i) => (i.stream_sequence, i.published),
-        Err(_) => (0, chrono::Utc::now()),
-    };
-    Meta::from_headers(stream, seq, m.headers.as_ref(), published)
 }

@@ -2,16 +2,25 @@
 //!
 //! Exactly-once effects: each batch of events is applied in one transaction together with the
 //! processed-event markers and the stream checkpoint; JetStream acks come after the commit. A
-//! redelivered event is recognised by the checkpoint or its marker and changes nothing.
+//! redelivered event is recognised by its marker in the ledger (never by the checkpoint alone)
+//! and changes nothing. No event can stop the stream: one that cannot be applied is recorded
+//! `failed` with its reason (see [`apply`]).
 #![forbid(unsafe_code)]
 
 pub mod apply;
 mod consumer;
+pub mod invariants;
 mod meta;
 pub mod plan;
 mod rebuild;
 
-pub use apply::{Incoming, SWAP_LOCK, Tally, apply_events, apply_records};
-pub use consumer::{DELIVERIES_CONSUMER, EVENTS_CONSUMER, ProjectorConfig, run};
+pub use apply::{
+    ApplyError, Incoming, SWAP_LOCK, Tally, apply_events, apply_records, apply_records_resilient,
+    apply_resilient,
+};
+pub use consumer::{
+    BatchLimits, Continuity, DELIVERIES_CONSUMER, EVENTS_CONSUMER, Filled, Pass, ProjectorConfig,
+    Pulled, Source, fill_batch, pass, run,
+};
 pub use meta::Meta;
 pub use rebuild::{RebuildReport, rebuild};

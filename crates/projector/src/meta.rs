@@ -3,6 +3,7 @@
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
 use showpass_payload::headers as h;
+use showpass_payload::subject::header_value;
 use uuid::Uuid;
 
 /// The delivery metadata ingest put in a message's headers.
@@ -41,10 +42,13 @@ impl Meta {
         headers: Option<&HeaderMap>,
         stream_time: DateTime<Utc>,
     ) -> Self {
+        // Whoever published the message chose its headers: each value is cut to what a
+        // header may carry and loses control characters (NUL among them, which no text
+        // column can hold), so its delivery can always be logged.
         let get = |name: &str| -> Option<String> {
             headers
                 .and_then(|hs| hs.get(name))
-                .map(|v| v.as_str().trim().to_owned())
+                .map(|v| header_value(v.as_str()).trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
         let delivery_id = get(h::DELIVERY_ID)
@@ -76,5 +80,47 @@ impl Meta {
             body_truncated: get(h::BODY_TRUNCATED).is_some_and(|v| v == "true"),
             replay_of: get(h::REPLAY_OF).and_then(|v| v.parse().ok()),
         }
+    }
+
+    /// Only what places the message: for the record of an event whose own headers could not
+    /// be stored.
+    pub fn bare(&self) -> Self {
+        Self {
+            stream: self.stream.clone(),
+            seq: self.seq,
+            delivery_id: self.delivery_id,
+            received_at: self.received_at,
+            endpoint: "default".into(),
+            idempotency_key: None,
+            event_type: None,
+            webhook_event_uuid: None,
+            transaction_id: None,
+            org_id: None,
+            remote_addr: None,
+            outcome: None,
+            reason: None,
+            detail: None,
+            http_status: None,
+            body_sha256: None,
+            body_length: None,
+            body_truncated: false,
+            replay_of: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: headers are the publisher's to choose; none can make the record unstorable.
+    #[test]
+    fn header_values_that_no_column_can_hold_are_cleaned() {
+        let mut hs = HeaderMap::new();
+        hs.insert(h::TRANSACTION_ID, "T\0-1");
+        hs.insert(h::EVENT_TYPE, "x".repeat(10_000).as_str());
+        let m = Meta::from_headers("S", 1, Some(&hs), Utc::now());
+        assert!(!m.transaction_id.unwrap().contains('\0'));
+        assert_eq!(m.event_type.unwrap().len(), 256);
     }
 }

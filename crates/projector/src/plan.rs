@@ -1,5 +1,19 @@
 //! From a delivery to what it changes: a pure function of the body and its metadata, with no
 //! clock and no randomness, so replaying the stream gives the same answer.
+//!
+//! No body can make it panic: the payload's own bounds ([`showpass_payload::limits`]) refuse
+//! what could overflow or exhaust memory, this module does no unchecked arithmetic, indexing
+//! or unwrapping (the lints below), and [`plan`] turns a panic that slipped through anyway
+//! into a failed event.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions
+)]
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use rust_decimal::Decimal;
 use showpass_payload::{Delivery, Envelope, EventType, InvoiceData, TicketStatus, idempotency_key};
@@ -133,8 +147,34 @@ pub struct TicketIn {
 /// The organization id used when a delivery has none (as in subjects).
 pub const NO_ORG: &str = "_";
 
-/// Decides what one event does.
+/// Decides what one event does. Never panics: a panic while reading the event makes it a
+/// failed one.
 pub fn plan(meta: &Meta, body: &[u8]) -> Decision {
+    catch_unwind(AssertUnwindSafe(|| decide(meta, body))).unwrap_or_else(|panic| {
+        Decision::Fail(format!(
+            "the projector could not read this event: {}",
+            panic_message(panic.as_ref())
+        ))
+    })
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// [`plan`] without the safety net, for the invariants (`crate::invariants`).
+pub(crate) fn decide(meta: &Meta, body: &[u8]) -> Decision {
+    // The envelope first: ingest's reader, so what ingest would refuse (a repeated key, say)
+    // is refused here for the same reason, whoever published it.
+    let envelope = match Envelope::parse(body) {
+        Ok(e) => e,
+        Err(e) => return Decision::Fail(format!("payload not understood: {e}")),
+    };
     let delivery = match Delivery::parse(body) {
         Ok(d) => d,
         Err(e) => return Decision::Fail(format!("payload not understood: {e}")),
@@ -158,10 +198,7 @@ pub fn plan(meta: &Meta, body: &[u8]) -> Decision {
     let key = meta
         .idempotency_key
         .clone()
-        .unwrap_or_else(|| match Envelope::parse(body) {
-            Ok(env) => idempotency_key(&env, body),
-            Err(_) => format!("sha256:{}", showpass_payload::sha256_hex(body)),
-        });
+        .unwrap_or_else(|| idempotency_key(&envelope, body));
     Decision::Apply(Box::new(invoice(kind, key, transaction_id, data)))
 }
 
@@ -171,6 +208,15 @@ fn invoice(kind: Kind, key: String, transaction_id: String, data: InvoiceData) -
         Kind::Refund => TicketStatus::Refunded,
         Kind::Void => TicketStatus::Voided,
         Kind::Transferred => TicketStatus::Transferred,
+    };
+    let status_of = |t: &showpass_payload::TicketItem| match t.ticket_status.clone() {
+        // A transfer moves a ticket to someone else: Showpass may report the original
+        // `voided`, but it was sold, still counts, and its order is transferred, not voided.
+        Some(TicketStatus::Voided) if matches!(kind, Kind::Transfer | Kind::Transferred) => {
+            TicketStatus::Transferred
+        }
+        Some(s) => s,
+        None => default_status.clone(),
     };
     let tickets = data
         .ticket_items
@@ -186,12 +232,7 @@ fn invoice(kind: Kind, key: String, transaction_id: String, data: InvoiceData) -
                 ticket_type_id: t.ticket_type_id.clone(),
                 ticket_type_name: t.ticket_type_name.clone(),
                 barcode: t.barcode_string.clone(),
-                status: t
-                    .ticket_status
-                    .clone()
-                    .unwrap_or_else(|| default_status.clone())
-                    .as_str()
-                    .to_owned(),
+                status: status_of(t).as_str().to_owned(),
                 name_on_ticket: t.name_on_ticket.clone().or_else(|| {
                     let full = [&t.first_name_on_ticket, &t.last_name_on_ticket]
                         .into_iter()
@@ -279,6 +320,7 @@ pub fn is_cancelled(status: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
@@ -353,6 +395,50 @@ mod tests {
             matches!(plan(&meta(), br#"{"id":"x","event_type":"invoice.purchase","data":{}}"#), Decision::Fail(e) if e.contains("transaction_id"))
         );
         assert!(matches!(plan(&meta(), b"not json"), Decision::Fail(_)));
+    }
+
+    /// Issue 11: Showpass may report a transferred-away ticket `voided`; it was sold.
+    #[test]
+    fn a_ticket_reported_voided_in_a_transfer_is_transferred() {
+        for kind in [SampleKind::Transferred, SampleKind::Transfer] {
+            let ids = SampleIds {
+                webhook_event_uuid: "u",
+                transaction_id: "t",
+                organization_id: "20",
+            };
+            let mut v = sample(kind, &ids);
+            for t in v["data"]["ticket_items"].as_array_mut().unwrap() {
+                t["ticket_status"] = "Voided".into();
+            }
+            let Decision::Apply(i) = plan(&meta(), &serde_json::to_vec(&v).unwrap()) else {
+                panic!("{kind:?} not applied");
+            };
+            assert!(
+                i.tickets.iter().all(|t| t.status == "transferred"),
+                "{kind:?}"
+            );
+        }
+        let ids = SampleIds {
+            webhook_event_uuid: "u",
+            transaction_id: "t",
+            organization_id: "20",
+        };
+        let Decision::Apply(void) = plan(
+            &meta(),
+            &serde_json::to_vec(&sample(SampleKind::Void, &ids)).unwrap(),
+        ) else {
+            panic!("void not applied")
+        };
+        assert!(void.tickets.iter().all(|t| t.status == "voided"));
+    }
+
+    /// Issue 11: ingest and the projector read the top level with one parser.
+    #[test]
+    fn a_repeated_top_level_key_fails_as_ingest_refuses_it() {
+        let body = br#"{"id":"x","event_type":"invoice.purchase","data":{"transaction_id":"t"},"note":1,"note":2}"#;
+        assert!(
+            matches!(plan(&meta(), body), Decision::Fail(e) if e.contains("`note` appears more than once"))
+        );
     }
 
     #[test]

@@ -15,10 +15,9 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::apply::{Incoming, SWAP_LOCK, Tally, apply_events, apply_records};
-use crate::consumer::ProjectorConfig;
+use crate::apply::{Incoming, SWAP_LOCK, Tally, apply_records_resilient, apply_resilient};
+use crate::consumer::{ProjectorConfig, Source};
 use crate::meta::Meta;
-use crate::plan::plan;
 
 /// What a rebuild did.
 #[derive(Debug, Default, Clone)]
@@ -57,8 +56,8 @@ pub async fn rebuild(
         let events_stream = config.nats.events_stream();
         let deliveries_stream = config.nats.deliveries_stream();
         let mut report = RebuildReport {
-            events: project_range(&js, &mut conn, &events_stream, 1, None, config.batch_size, progress).await?,
-            records: project_range(&js, &mut conn, &deliveries_stream, 1, None, config.batch_size, progress).await?,
+            events: project_range(&js, &mut conn, &events_stream, Source::Events, 1, None, config.batch_size, progress).await?,
+            records: project_range(&js, &mut conn, &deliveries_stream, Source::Deliveries, 1, None, config.batch_size, progress).await?,
             ..RebuildReport::default()
         };
 
@@ -66,12 +65,12 @@ pub async fn rebuild(
         sqlx::raw_sql("SET search_path TO public").execute(&mut conn).await?;
         let mut tx = conn.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SWAP_LOCK).execute(&mut *tx).await?;
-        for stream in [&events_stream, &deliveries_stream] {
+        for (stream, source) in [(&events_stream, Source::Events), (&deliveries_stream, Source::Deliveries)] {
             let live: i64 = checkpoint(&mut tx, "public", stream).await?;
             let built: i64 = checkpoint(&mut tx, &side, stream).await?;
             if live > built {
                 sqlx::raw_sql(&format!("SET LOCAL search_path TO {side}, public")).execute(&mut *tx).await?;
-                let n = project_range(&js, &mut tx, stream, built as u64 + 1, Some(live as u64), config.batch_size, progress).await?;
+                let n = project_range(&js, &mut tx, stream, source, built as u64 + 1, Some(live as u64), config.batch_size, progress).await?;
                 if stream == &events_stream { report.events += n } else { report.records += n }
                 sqlx::raw_sql("SET LOCAL search_path TO public").execute(&mut *tx).await?;
             }
@@ -122,11 +121,14 @@ async fn checkpoint(
 }
 
 /// Projects messages `from..=to` (to: the stream's last message now, when `None`) of a stream
-/// through the connection's search_path. Returns how many messages were read.
+/// through the connection's search_path, in batches bounded like the live projector's. Returns
+/// how many messages were read. Messages deleted from the stream (an erasure) are simply absent.
+#[allow(clippy::too_many_arguments)]
 async fn project_range(
     js: &jetstream::Context,
     conn: &mut PgConnection,
     stream_name: &str,
+    source: Source,
     from: u64,
     to: Option<u64>,
     batch_size: usize,
@@ -137,12 +139,16 @@ async fn project_range(
         .await
         .with_context(|| format!("opening stream {stream_name}"))?;
     let info = stream.info().await?.clone();
-    let last = to.unwrap_or(info.state.last_sequence);
-    if last < from.max(info.state.first_sequence) {
+    // Never past what the stream holds (after an upgrade that renumbered it, the live
+    // checkpoint may be).
+    let last = to.unwrap_or(u64::MAX).min(info.state.last_sequence);
+    let first = from.max(info.state.first_sequence);
+    if last < first || info.state.messages == 0 {
         progress(stream_name, 0, 0);
         return Ok(0);
     }
-    let total = last + 1 - from.max(info.state.first_sequence);
+    // An estimate: messages deleted from the range are not delivered.
+    let total = (last - first + 1).min(info.state.messages);
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
             deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
@@ -152,9 +158,10 @@ async fn project_range(
         })
         .await?;
     let mut messages = consumer.messages().await?;
-    let events = stream_name.ends_with("_EVENTS");
-    let (mut done, mut batch) = (0u64, Vec::with_capacity(batch_size));
-    while done < total {
+    let limits = crate::consumer::BatchLimits::for_rebuild(batch_size);
+    let mut batch = RebuildBatch::default();
+    let mut done = 0u64;
+    loop {
         let Some(m) = tokio::time::timeout(Duration::from_secs(30), messages.next())
             .await
             .context("the stream stopped delivering")?
@@ -162,53 +169,76 @@ async fn project_range(
             break;
         };
         let m = m?;
-        let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let info = m.info().map_err(|e| {
+            anyhow::anyhow!("a message of {stream_name} has no readable metadata: {e}")
+        })?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
         if seq > last {
             break;
         }
-        batch.push(m);
+        let meta = Meta::from_headers(stream_name, seq, m.headers.as_ref(), info.published);
+        batch.push(source, meta, &m.payload);
         done += 1;
-        if batch.len() >= batch_size || done == total {
-            flush(conn, stream_name, events, &batch).await?;
-            batch.clear();
-            progress(stream_name, done, total);
+        let end = seq >= last || pending == 0;
+        if end || batch.full(&limits) {
+            batch.flush(conn, stream_name, source).await?;
+            progress(stream_name, done, total.max(done));
+        }
+        if end {
+            break;
         }
     }
-    if !batch.is_empty() {
-        flush(conn, stream_name, events, &batch).await?;
-        progress(stream_name, done, total);
-    }
+    batch.flush(conn, stream_name, source).await?;
     Ok(done)
 }
 
-async fn flush(
-    conn: &mut PgConnection,
-    stream_name: &str,
-    events: bool,
-    batch: &[jetstream::Message],
-) -> anyhow::Result<Tally> {
-    let metas: Vec<Meta> = batch
-        .iter()
-        .map(|m| {
-            let (seq, published) = m
-                .info()
-                .map(|i| (i.stream_sequence, i.published))
-                .unwrap_or((0, chrono::Utc::now()));
-            Meta::from_headers(stream_name, seq, m.headers.as_ref(), published)
-        })
-        .collect();
-    Ok(if events {
-        let incoming: Vec<Incoming> = batch
-            .iter()
-            .zip(metas)
-            .map(|(m, meta)| Incoming {
-                decision: plan(&meta, &m.payload),
-                body_sha256: showpass_payload::sha256_hex(&m.payload),
-                meta,
-            })
-            .collect();
-        apply_events(conn, stream_name, &incoming).await?
-    } else {
-        apply_records(conn, stream_name, &metas).await?
-    })
+/// A rebuild batch: planned as it is read, so its memory is bounded by weight, as live.
+#[derive(Default)]
+struct RebuildBatch {
+    incoming: Vec<Incoming>,
+    metas: Vec<Meta>,
+    weight: usize,
+    bytes: usize,
+}
+
+impl RebuildBatch {
+    fn push(&mut self, source: Source, meta: Meta, body: &[u8]) {
+        self.bytes = self.bytes.saturating_add(body.len());
+        match source {
+            Source::Events => {
+                let one = Incoming::plan(meta, body);
+                self.weight = self.weight.saturating_add(one.weight());
+                self.incoming.push(one);
+            }
+            Source::Deliveries => {
+                self.weight = self.weight.saturating_add(1);
+                self.metas.push(meta);
+            }
+        }
+    }
+
+    fn full(&self, limits: &crate::consumer::BatchLimits) -> bool {
+        self.incoming.len() + self.metas.len() >= limits.messages
+            || self.weight >= limits.weight
+            || self.bytes >= limits.bytes
+    }
+
+    async fn flush(
+        &mut self,
+        conn: &mut PgConnection,
+        stream_name: &str,
+        source: Source,
+    ) -> anyhow::Result<Tally> {
+        let tally = match source {
+            Source::Events if !self.incoming.is_empty() => {
+                apply_resilient(conn, stream_name, &self.incoming).await?
+            }
+            Source::Deliveries if !self.metas.is_empty() => {
+                apply_records_resilient(conn, stream_name, &self.metas).await?
+            }
+            _ => Tally::default(),
+        };
+        *self = Self::default();
+        Ok(tally)
+    }
 }

@@ -5,6 +5,16 @@
 //! - a ticket's status only moves to a higher [`status_rank`];
 //! - a ticket counts as sold once (+1 in its purchase's cell) and as cancelled once (−1 in its
 //!   cancelling event's cell), and the −1 waits until the sale has been seen.
+//!
+//! Every sum is checked: an overflow is an [`Overflow`] error that fails the events behind it,
+//! never a panic (the lints below keep it so).
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions
+)]
 
 use std::collections::HashMap;
 
@@ -47,6 +57,23 @@ pub struct Cell {
     pub currency: String,
 }
 
+/// A sum that no longer fits its type. The payload's bounds make it unreachable from one
+/// delivery; should a batch ever get there, its events are applied one by one and the one
+/// that overflows is recorded `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a sales sum overflowed")]
+pub struct Overflow;
+
+fn add_to(slot: &mut Decimal, v: Decimal) -> Result<(), Overflow> {
+    *slot = slot.checked_add(v).ok_or(Overflow)?;
+    Ok(())
+}
+
+fn count_to(slot: &mut i64, v: i64) -> Result<(), Overflow> {
+    *slot = slot.checked_add(v).ok_or(Overflow)?;
+    Ok(())
+}
+
 /// What one cell gains.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Acc {
@@ -61,28 +88,36 @@ pub struct Acc {
 }
 
 impl Acc {
-    fn add_money(&mut self, kind: Kind, m: &Money) {
+    fn add_money(&mut self, kind: Kind, m: &Money) -> Result<(), Overflow> {
         // Purchases add; refunds and voids subtract the absolute value, whatever its sign.
-        let signed = |v: Decimal| if kind.takes_money_back() { -v.abs() } else { v };
-        self.gross_revenue += signed(m.gross_revenue);
-        self.net_sales += signed(m.net_sales);
-        self.service_fees += signed(m.service_fees);
-        self.total_tax += signed(m.total_tax);
-        self.discounts += signed(m.discounts);
-        if kind.takes_money_back() {
-            self.refunds += m.net_sales.abs();
+        let back = kind.takes_money_back();
+        let signed = |v: Decimal| {
+            if back {
+                Decimal::ZERO.checked_sub(v.abs()).ok_or(Overflow)
+            } else {
+                Ok(v)
+            }
+        };
+        add_to(&mut self.gross_revenue, signed(m.gross_revenue)?)?;
+        add_to(&mut self.net_sales, signed(m.net_sales)?)?;
+        add_to(&mut self.service_fees, signed(m.service_fees)?)?;
+        add_to(&mut self.total_tax, signed(m.total_tax)?)?;
+        add_to(&mut self.discounts, signed(m.discounts)?)?;
+        if back {
+            add_to(&mut self.refunds, m.net_sales.abs())?;
         }
+        Ok(())
     }
 
-    pub fn add(&mut self, o: &Acc) {
-        self.orders += o.orders;
-        self.tickets += o.tickets;
-        self.gross_revenue += o.gross_revenue;
-        self.net_sales += o.net_sales;
-        self.service_fees += o.service_fees;
-        self.total_tax += o.total_tax;
-        self.discounts += o.discounts;
-        self.refunds += o.refunds;
+    pub fn add(&mut self, o: &Acc) -> Result<(), Overflow> {
+        count_to(&mut self.orders, o.orders)?;
+        count_to(&mut self.tickets, o.tickets)?;
+        add_to(&mut self.gross_revenue, o.gross_revenue)?;
+        add_to(&mut self.net_sales, o.net_sales)?;
+        add_to(&mut self.service_fees, o.service_fees)?;
+        add_to(&mut self.total_tax, o.total_tax)?;
+        add_to(&mut self.discounts, o.discounts)?;
+        add_to(&mut self.refunds, o.refunds)
     }
 }
 
@@ -111,30 +146,37 @@ fn grains(cell: &Cell) -> (Cell, Cell) {
 }
 
 impl SalesDeltas {
-    fn add(&mut self, cell: Cell, acc: Acc) {
+    fn add(&mut self, cell: Cell, acc: Acc) -> Result<(), Overflow> {
         let (by_event, by_attrs) = grains(&cell);
-        self.by_ticket_type.entry(cell).or_default().add(&acc);
-        self.by_event.entry(by_event).or_default().add(&acc);
-        self.by_order_attrs.entry(by_attrs).or_default().add(&acc);
+        self.by_ticket_type.entry(cell).or_default().add(&acc)?;
+        self.by_event.entry(by_event).or_default().add(&acc)?;
+        self.by_order_attrs.entry(by_attrs).or_default().add(&acc)
     }
 
     /// Adds an order count, once per row of each table the order touches.
-    fn add_order(&mut self, cells: &[Cell]) {
+    fn add_order(&mut self, cells: &[Cell]) -> Result<(), Overflow> {
         let mut seen_tt = std::collections::HashSet::new();
         let mut seen_ev = std::collections::HashSet::new();
         let mut seen_attrs = std::collections::HashSet::new();
         for cell in cells {
             let (by_event, by_attrs) = grains(cell);
             if seen_tt.insert(cell.clone()) {
-                self.by_ticket_type.entry(cell.clone()).or_default().orders += 1;
+                count_to(
+                    &mut self.by_ticket_type.entry(cell.clone()).or_default().orders,
+                    1,
+                )?;
             }
             if seen_ev.insert(by_event.clone()) {
-                self.by_event.entry(by_event).or_default().orders += 1;
+                count_to(&mut self.by_event.entry(by_event).or_default().orders, 1)?;
             }
             if seen_attrs.insert(by_attrs.clone()) {
-                self.by_order_attrs.entry(by_attrs).or_default().orders += 1;
+                count_to(
+                    &mut self.by_order_attrs.entry(by_attrs).or_default().orders,
+                    1,
+                )?;
             }
         }
+        Ok(())
     }
 }
 
@@ -148,10 +190,16 @@ pub fn utc_day(bucket: DateTime<Utc>) -> DateTime<Utc> {
     bucket.duration_trunc(TimeDelta::days(1)).unwrap_or(bucket)
 }
 
-/// Applies one invoice's money to the deltas (from its lines, or itself when it has none).
-pub fn add_invoice_money(deltas: &mut SalesDeltas, inv: &Invoice, received_at: DateTime<Utc>) {
+/// Applies one invoice's money to the deltas (from its lines, or itself when it has none),
+/// in `currency`: the invoice's own, or its order's when it has none.
+pub fn add_invoice_money(
+    deltas: &mut SalesDeltas,
+    inv: &Invoice,
+    currency: &str,
+    received_at: DateTime<Utc>,
+) -> Result<(), Overflow> {
     if !inv.kind.moves_money() {
-        return;
+        return Ok(());
     }
     let cell = |event: &Option<String>, tt: &Option<String>| Cell {
         org_id: inv.org_id.clone(),
@@ -159,39 +207,41 @@ pub fn add_invoice_money(deltas: &mut SalesDeltas, inv: &Invoice, received_at: D
         ticket_type_id: tt.clone().unwrap_or_default(),
         bucket: bucket(received_at),
         payment_type: inv.payment_type.clone().unwrap_or_default(),
-        currency: inv.currency.clone(),
+        currency: currency.to_owned(),
     };
-    let cells: Vec<Cell> = if inv.items.is_empty() {
+    let mut cells = Vec::with_capacity(inv.items.len().max(1));
+    if inv.items.is_empty() {
         let c = cell(&None, &None);
         let mut acc = Acc::default();
-        acc.add_money(inv.kind, &inv.money);
-        deltas.add(c.clone(), acc);
-        vec![c]
+        acc.add_money(inv.kind, &inv.money)?;
+        deltas.add(c.clone(), acc)?;
+        cells.push(c);
     } else {
-        inv.items
-            .iter()
-            .map(|item| {
-                let c = cell(&item.event_id, &item.ticket_type_id);
-                let mut acc = Acc::default();
-                acc.add_money(inv.kind, &item.money);
-                deltas.add(c.clone(), acc);
-                c
-            })
-            .collect()
-    };
-    if inv.kind == Kind::Purchase {
-        deltas.add_order(&cells);
+        for item in &inv.items {
+            let c = cell(&item.event_id, &item.ticket_type_id);
+            let mut acc = Acc::default();
+            acc.add_money(inv.kind, &item.money)?;
+            deltas.add(c.clone(), acc)?;
+            cells.push(c);
+        }
     }
+    if inv.kind == Kind::Purchase {
+        deltas.add_order(&cells)?;
+    }
+    Ok(())
 }
 
 /// Folds one event's view of a ticket into its row (creating it), recording sales deltas.
+/// `currency` is the one the invoice is booked in ([`add_invoice_money`]); `""` while a
+/// refund's order currency is not known yet, which the sale fills in when it arrives.
 pub fn fold_ticket(
     rows: &mut HashMap<(String, String), TicketRow>,
     deltas: &mut SalesDeltas,
     inv: &Invoice,
+    currency: &str,
     t: &TicketIn,
     received_at: DateTime<Utc>,
-) {
+) -> Result<(), Overflow> {
     let rank = status_rank(&t.status);
     let row = rows
         .entry((inv.org_id.clone(), t.id.clone()))
@@ -239,7 +289,7 @@ pub fn fold_ticket(
     let here = (
         bucket(received_at),
         inv.payment_type.clone().unwrap_or_default(),
-        inv.currency.clone(),
+        currency.to_owned(),
     );
     let one = |n: i64| Acc {
         tickets: n,
@@ -247,18 +297,24 @@ pub fn fold_ticket(
     };
     if inv.kind == Kind::Purchase && !row.sold {
         row.sold = true;
-        deltas.add(ticket_cell(row, here.clone()), one(1));
-        if let Some(cancel) = row.cancel_cell.clone() {
-            deltas.add(ticket_cell(row, cancel), one(-1));
+        deltas.add(ticket_cell(row, here.clone()), one(1))?;
+        if let Some(mut cancel) = row.cancel_cell.clone() {
+            // Cancelled before its order's currency was known: it is the sale's.
+            if cancel.2.is_empty() {
+                cancel.2.clone_from(&here.2);
+                row.cancel_cell = Some(cancel.clone());
+            }
+            deltas.add(ticket_cell(row, cancel), one(-1))?;
         }
     }
     if is_cancelled(&row.status) && !row.cancelled {
         row.cancelled = true;
         row.cancel_cell = Some(here.clone());
         if row.sold {
-            deltas.add(ticket_cell(row, here), one(-1));
+            deltas.add(ticket_cell(row, here), one(-1))?;
         }
     }
+    Ok(())
 }
 
 fn fill(slot: &mut Option<String>, value: &Option<String>) {
@@ -268,6 +324,11 @@ fn fill(slot: &mut Option<String>, value: &Option<String>) {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
     use crate::meta::Meta;
@@ -295,9 +356,9 @@ mod tests {
         let mut deltas = SalesDeltas::default();
         for (i, at) in events {
             let at = Utc.timestamp_opt(*at, 0).unwrap();
-            add_invoice_money(&mut deltas, i, at);
+            add_invoice_money(&mut deltas, i, &i.currency, at).unwrap();
             for t in &i.tickets {
-                fold_ticket(&mut rows, &mut deltas, i, t, at);
+                fold_ticket(&mut rows, &mut deltas, i, &i.currency, t, at).unwrap();
             }
         }
         let tickets = deltas.by_order_attrs.values().map(|a| a.tickets).sum();
@@ -350,17 +411,17 @@ mod tests {
         let at = Utc.timestamp_opt(0, 0).unwrap();
         let p = inv(SampleKind::Purchase, "p");
         let mut r = inv(SampleKind::Refund, "r");
-        add_invoice_money(&mut deltas, &p, at);
-        add_invoice_money(&mut deltas, &r, at);
+        add_invoice_money(&mut deltas, &p, "CAD", at).unwrap();
+        add_invoice_money(&mut deltas, &r, "CAD", at).unwrap();
         for item in &mut r.items {
             item.money.net_sales = item.money.net_sales.abs();
         }
-        add_invoice_money(&mut deltas, &r, at);
+        add_invoice_money(&mut deltas, &r, "CAD", at).unwrap();
         let total: Acc = deltas
             .by_order_attrs
             .values()
             .fold(Acc::default(), |mut a, b| {
-                a.add(b);
+                a.add(b).unwrap();
                 a
             });
         assert_eq!(total.orders, 1);
@@ -369,6 +430,57 @@ mod tests {
             Decimal::new(5840, 2) - Decimal::new(5840 * 2, 2)
         );
         assert_eq!(total.refunds, Decimal::new(5840 * 2, 2));
+    }
+
+    /// Issue 11: sums that no longer fit are an error, never a panic.
+    #[test]
+    fn a_sum_that_overflows_is_an_error() {
+        let mut deltas = SalesDeltas::default();
+        let at = Utc.timestamp_opt(0, 0).unwrap();
+        let mut p = inv(SampleKind::Purchase, "p");
+        p.items[0].money.net_sales = Decimal::MAX;
+        p.items.push(p.items[0].clone());
+        assert_eq!(add_invoice_money(&mut deltas, &p, "CAD", at), Err(Overflow));
+        let mut a = Acc {
+            tickets: i64::MAX,
+            ..Acc::default()
+        };
+        assert_eq!(
+            a.add(&Acc {
+                tickets: 1,
+                ..Acc::default()
+            }),
+            Err(Overflow)
+        );
+    }
+
+    /// Issue 11: a ticket refunded before its order's currency is known takes the sale's.
+    #[test]
+    fn a_cancellation_without_a_currency_takes_the_sales_currency() {
+        let p = inv(SampleKind::Purchase, "p");
+        let r = inv(SampleKind::Refund, "r");
+        let mut rows = HashMap::new();
+        let mut deltas = SalesDeltas::default();
+        let at = Utc.timestamp_opt(0, 0).unwrap();
+        for t in &r.tickets {
+            fold_ticket(&mut rows, &mut deltas, &r, "", t, at).unwrap();
+        }
+        for t in &p.tickets {
+            fold_ticket(&mut rows, &mut deltas, &p, "CAD", t, at).unwrap();
+        }
+        assert!(
+            rows.values()
+                .all(|t| t.cancel_cell.as_ref().unwrap().2 == "CAD")
+        );
+        assert!(deltas.by_order_attrs.keys().all(|c| c.currency == "CAD"));
+        assert_eq!(
+            deltas
+                .by_order_attrs
+                .values()
+                .map(|a| a.tickets)
+                .sum::<i64>(),
+            0
+        );
     }
 
     #[test]

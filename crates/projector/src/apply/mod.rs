@@ -1,20 +1,35 @@
 //! Applying a batch of stream messages to the read models: one transaction holding the
 //! read-model changes, the exactly-once markers (the invoice ledger's keys) and the checkpoint.
+//!
+//! What counts as applied is the ledger, never the checkpoint alone: a message at or below the
+//! checkpoint that the ledger (or, for an event that changes no read model, the delivery log)
+//! does not hold is applied like any other. The checkpoint only says where a new consumer
+//! starts.
+//!
+//! [`apply_resilient`] is the entry point of both the live consumer and `rebuild`: a batch the
+//! data makes impossible to apply (the database refuses a value, a sum overflows, the fold
+//! panics) is applied again one event at a time, and the event that cannot be applied is
+//! recorded `failed` with the reason, so no event can stop the stream.
 
 pub mod fold;
 mod sql;
 
 use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 
 use crate::meta::Meta;
-use crate::plan::{Decision, Invoice, customer_id};
-use fold::{SalesDeltas, TicketRow};
+use crate::plan::{Decision, Invoice, Kind, customer_id, panic_message};
+use fold::{Overflow, SalesDeltas, TicketRow};
 
 /// Every batch transaction holds this advisory lock shared; `rebuild` takes it exclusively to
 /// swap the rebuilt tables in, so no batch straddles the swap.
 pub const SWAP_LOCK: i64 = 0x5348_4f57_5041_5353;
+
+/// Longest error text kept in the delivery log.
+const MAX_ERROR_BYTES: usize = 1_000;
 
 /// One message of the events stream, decided.
 #[derive(Debug, Clone)]
@@ -24,6 +39,29 @@ pub struct Incoming {
     pub body_sha256: String,
 }
 
+impl Incoming {
+    /// Plans a message of the events stream.
+    pub fn plan(meta: Meta, body: &[u8]) -> Self {
+        Self {
+            decision: crate::plan::plan(&meta, body),
+            body_sha256: showpass_payload::sha256_hex(body),
+            meta,
+        }
+    }
+
+    /// How much applying it weighs: one, plus its lines and tickets. Batches are bounded by
+    /// weight as well as count, so a batch's memory and statements stay bounded whatever its
+    /// events carry.
+    pub fn weight(&self) -> usize {
+        match &self.decision {
+            Decision::Apply(inv) => 1usize
+                .saturating_add(inv.items.len())
+                .saturating_add(inv.tickets.len()),
+            _ => 1,
+        }
+    }
+}
+
 /// What became of a batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
@@ -31,8 +69,53 @@ pub struct Tally {
     pub duplicate: usize,
     pub skipped: usize,
     pub failed: usize,
-    /// At or below the checkpoint: applied by an earlier batch, changed nothing.
+    /// Already applied (the ledger holds it): changed nothing.
     pub already: usize,
+}
+
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.applied += o.applied;
+        self.duplicate += o.duplicate;
+        self.skipped += o.skipped;
+        self.failed += o.failed;
+        self.already += o.already;
+    }
+}
+
+/// Why a batch could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The events' data cannot be folded (an overflow, or a panic caught in the fold).
+    #[error("{0}")]
+    Data(String),
+}
+
+impl From<Overflow> for ApplyError {
+    fn from(e: Overflow) -> Self {
+        Self::Data(e.to_string())
+    }
+}
+
+impl ApplyError {
+    /// Whether the same events would fail the same way again: the data is the cause, so a
+    /// retry cannot help, and applying the events one by one finds the culprit.
+    ///
+    /// PostgreSQL: class 22 (data exception: a value out of range, text it cannot store),
+    /// 23 (integrity violation) and 54 (a program limit: an index row too large, too many
+    /// arguments). Everything else (a lost connection, a lock timeout, a full disk) is the
+    /// database's state and is retried.
+    pub fn is_deterministic(&self) -> bool {
+        match self {
+            Self::Data(_) => true,
+            Self::Database(sqlx::Error::Database(d)) => d
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+            Self::Database(_) => false,
+        }
+    }
 }
 
 /// The processing result logged for one message.
@@ -50,24 +133,16 @@ pub async fn apply_events(
     conn: &mut PgConnection,
     stream: &str,
     batch: &[Incoming],
-) -> Result<Tally, sqlx::Error> {
+) -> Result<Tally, ApplyError> {
     let mut tx = conn.begin().await?;
-    let checkpoint = sql::begin_batch(&mut tx, stream).await?;
+    sql::begin_batch(&mut tx, stream).await?;
     let mut tally = Tally::default();
-    let fresh: Vec<&Incoming> = batch
-        .iter()
-        .filter(|m| {
-            let new = m.meta.seq as i64 > checkpoint;
-            tally.already += usize::from(!new);
-            new
-        })
-        .collect();
-    let Some(last) = fresh.iter().map(|m| m.meta.seq).max() else {
+    let Some(last) = batch.iter().map(|m| m.meta.seq).max() else {
         tx.commit().await?;
         return Ok(tally);
     };
 
-    let keys: Vec<String> = fresh
+    let keys: Vec<String> = batch
         .iter()
         .filter_map(|m| match &m.decision {
             Decision::Apply(inv) => Some(inv.key.clone()),
@@ -75,31 +150,58 @@ pub async fn apply_events(
         })
         .collect();
     let mut known = sql::processed(&mut tx, &keys).await?;
+    let others: Vec<i64> = batch
+        .iter()
+        .filter(|m| !matches!(m.decision, Decision::Apply(_)))
+        .map(|m| seq_of(&m.meta))
+        .collect();
+    let logged = sql::logged_seqs(&mut tx, stream, &others).await?;
 
-    let mut outcomes = Vec::with_capacity(fresh.len());
+    let mut outcomes = Vec::with_capacity(batch.len());
     let mut applied: Vec<(&Incoming, &Invoice)> = Vec::new();
-    for m in &fresh {
+    for m in batch {
         let (processing, error) = match &m.decision {
             Decision::Apply(inv) => match known.get(&inv.key) {
-                // A replay of an applied event leaves its delivery logged as applied.
-                Some(hash) if hash == &m.body_sha256 && m.meta.replay_of.is_some() => {
+                // This very message is in the ledger: a redelivery.
+                Some(p) if p.seq == seq_of(&m.meta) => {
+                    tally.already += 1;
+                    continue;
+                }
+                // Its delivery is: a replay, logged applied again (the log then shows the
+                // replay), or a redelivery of a message the delivery's replay applied.
+                Some(p) if p.delivery_id == Some(m.meta.delivery_id) => {
+                    if m.meta.replay_of.is_none() {
+                        tally.already += 1;
+                        continue;
+                    }
                     tally.duplicate += 1;
                     ("applied", None)
                 }
-                Some(hash) => {
+                Some(p) => {
                     tally.duplicate += 1;
                     (
                         "duplicate",
-                        (hash != &m.body_sha256).then(|| conflict(hash)),
+                        (p.body_sha256 != m.body_sha256).then(|| conflict(&p.body_sha256)),
                     )
                 }
                 None => {
-                    known.insert(inv.key.clone(), m.body_sha256.clone());
+                    known.insert(
+                        inv.key.clone(),
+                        sql::Processed {
+                            body_sha256: m.body_sha256.clone(),
+                            seq: seq_of(&m.meta),
+                            delivery_id: Some(m.meta.delivery_id),
+                        },
+                    );
                     applied.push((m, inv));
                     tally.applied += 1;
                     ("applied", None)
                 }
             },
+            _ if logged.contains(&seq_of(&m.meta)) => {
+                tally.already += 1;
+                continue;
+            }
             Decision::Test => {
                 tally.applied += 1;
                 ("applied", None)
@@ -117,7 +219,7 @@ pub async fn apply_events(
             meta: &m.meta,
             outcome: "accepted",
             processing,
-            error,
+            error: error.map(|e| bounded_error(&e)),
             body_sha256: Some(&m.body_sha256),
         });
     }
@@ -131,16 +233,171 @@ pub async fn apply_events(
     Ok(tally)
 }
 
+/// Applies a batch of the events stream; when its data makes that impossible, applies it one
+/// event at a time and records each event that cannot be applied as `failed`. Errors only for
+/// what a retry may cure (the database unavailable, say).
+pub async fn apply_resilient(
+    conn: &mut PgConnection,
+    stream: &str,
+    batch: &[Incoming],
+) -> Result<Tally, ApplyError> {
+    match apply_events(conn, stream, batch).await {
+        Err(e) if e.is_deterministic() => {
+            tracing::warn!(error = %e, stream, events = batch.len(), "a batch's data cannot be applied; applying it event by event");
+            let mut tally = Tally::default();
+            for one in batch {
+                tally.add(apply_one(conn, stream, one).await?);
+            }
+            Ok(tally)
+        }
+        other => other,
+    }
+}
+
+/// Applies one event; if its data cannot be applied, records it `failed` with the reason, and
+/// if even that record cannot be stored, a bare one that can.
+async fn apply_one(
+    conn: &mut PgConnection,
+    stream: &str,
+    one: &Incoming,
+) -> Result<Tally, ApplyError> {
+    let e = match apply_events(conn, stream, std::slice::from_ref(one)).await {
+        Err(e) if e.is_deterministic() => e,
+        other => return other,
+    };
+    tracing::warn!(error = %e, seq = one.meta.seq, delivery_id = %one.meta.delivery_id, "event cannot be applied; logged as failed");
+    let failed = Incoming {
+        decision: Decision::Fail(format!("the event could not be applied: {e}")),
+        ..one.clone()
+    };
+    match apply_events(conn, stream, std::slice::from_ref(&failed)).await {
+        Err(e) if e.is_deterministic() => {
+            tracing::error!(error = %e, seq = one.meta.seq, "the failed event's record cannot be stored; storing a bare one");
+            let bare = Incoming {
+                meta: one.meta.bare(),
+                decision: Decision::Fail(format!(
+                    "the event could not be applied, nor its delivery recorded: {e}"
+                )),
+                body_sha256: one.body_sha256.clone(),
+            };
+            apply_events(conn, stream, std::slice::from_ref(&bare)).await
+        }
+        other => other,
+    }
+}
+
+/// A stream sequence as PostgreSQL stores it.
+fn seq_of(meta: &Meta) -> i64 {
+    i64::try_from(meta.seq).unwrap_or(i64::MAX)
+}
+
 fn conflict(applied_hash: &str) -> String {
     format!(
         "conflict: same idempotency key as an applied event with a different body (applied body sha256 {applied_hash})"
     )
 }
 
+/// An error text cut to what the log keeps, without NUL (which no text column can hold).
+fn bounded_error(e: &str) -> String {
+    let mut out = String::with_capacity(e.len().min(MAX_ERROR_BYTES));
+    for c in e.chars() {
+        if out.len() + c.len_utf8() > MAX_ERROR_BYTES {
+            break;
+        }
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What the pure part of a batch decides: ticket rows, sales deltas, and where each
+/// invoice's money is booked.
+pub(crate) struct Folded {
+    pub tickets: HashMap<(String, String), TicketRow>,
+    pub deltas: SalesDeltas,
+    /// Idempotency key → the currency its money is booked in (`None`: not yet, its order's
+    /// currency is unknown).
+    pub booked: HashMap<String, Option<String>>,
+    /// Earlier refunds booked now that their order's currency is known.
+    pub rebooked: Vec<(String, String)>,
+}
+
+/// An order's currency: that of its first purchase in stream order (blank when the purchase
+/// had none). A refund or void without a currency is booked in it; until a purchase is seen,
+/// such a refund waits (`booked_currency` NULL) and is booked when it arrives.
+pub(crate) type OrderKey = (String, String);
+
+/// Per order, the refunds and voids waiting for its currency, with their arrival times.
+pub(crate) type Waiting = HashMap<OrderKey, Vec<(Invoice, DateTime<Utc>)>>;
+
+/// Folds a batch in stream order: pure and checked, an overflow is an error. A panic is caught
+/// and reported as one, so the caller can fall back to one event at a time.
+fn fold_batch(
+    tickets: HashMap<(String, String), TicketRow>,
+    currencies: HashMap<OrderKey, String>,
+    waiting: Waiting,
+    applied: &[(&Incoming, &Invoice)],
+) -> Result<Folded, ApplyError> {
+    let fold = AssertUnwindSafe(move || fold_events(tickets, currencies, waiting, applied));
+    match catch_unwind(fold) {
+        Ok(folded) => Ok(folded?),
+        Err(panic) => Err(ApplyError::Data(format!(
+            "the projector could not fold these events: {}",
+            panic_message(panic.as_ref())
+        ))),
+    }
+}
+
+/// [`fold_batch`] without the safety net, for the invariants (`crate::invariants`).
+pub(crate) fn fold_events(
+    mut tickets: HashMap<(String, String), TicketRow>,
+    mut currencies: HashMap<OrderKey, String>,
+    mut waiting: Waiting,
+    applied: &[(&Incoming, &Invoice)],
+) -> Result<Folded, Overflow> {
+    let mut deltas = SalesDeltas::default();
+    let mut booked = HashMap::with_capacity(applied.len());
+    let mut rebooked = Vec::new();
+    for (m, inv) in applied {
+        let at = m.meta.received_at;
+        let order = (inv.org_id.clone(), inv.transaction_id.clone());
+        if inv.kind == Kind::Purchase && !currencies.contains_key(&order) {
+            currencies.insert(order.clone(), inv.currency.clone());
+            // The refunds that waited for this order's currency are booked in it now.
+            for (w, w_at) in waiting.remove(&order).unwrap_or_default() {
+                fold::add_invoice_money(&mut deltas, &w, &inv.currency, w_at)?;
+                booked.insert(w.key.clone(), Some(inv.currency.clone()));
+                rebooked.push((w.key, inv.currency.clone()));
+            }
+        }
+        let currency = if !inv.currency.is_empty() || !inv.kind.takes_money_back() {
+            Some(inv.currency.clone())
+        } else {
+            currencies.get(&order).cloned()
+        };
+        match &currency {
+            Some(c) => fold::add_invoice_money(&mut deltas, inv, c, at)?,
+            None => waiting.entry(order).or_default().push(((*inv).clone(), at)),
+        }
+        let ticket_currency = currency.clone().unwrap_or_default();
+        for t in &inv.tickets {
+            fold::fold_ticket(&mut tickets, &mut deltas, inv, &ticket_currency, t, at)?;
+        }
+        booked.insert(inv.key.clone(), currency);
+    }
+    Ok(Folded {
+        tickets,
+        deltas,
+        booked,
+        rebooked,
+    })
+}
+
 async fn apply_invoices(
     tx: &mut PgConnection,
     applied: &[(&Incoming, &Invoice)],
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     let ticket_keys: Vec<(String, String)> = applied
         .iter()
         .flat_map(|(_, inv)| {
@@ -151,19 +408,44 @@ async fn apply_invoices(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut tickets: HashMap<(String, String), TicketRow> =
-        sql::lock_tickets(tx, &ticket_keys).await?;
+    let tickets = sql::lock_tickets(tx, &ticket_keys).await?;
+    let batch_orders: Vec<OrderKey> = applied
+        .iter()
+        .map(|(_, inv)| (inv.org_id.clone(), inv.transaction_id.clone()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    // The order currency matters only to refunds and voids without one of their own.
+    let need_currency: Vec<OrderKey> = applied
+        .iter()
+        .filter(|(_, inv)| inv.kind.takes_money_back() && inv.currency.is_empty())
+        .map(|(_, inv)| (inv.org_id.clone(), inv.transaction_id.clone()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let currencies = sql::order_currencies(tx, &need_currency).await?;
+    // Refunds still waiting for a currency can only belong to orders purchased here: once an
+    // order has a purchase, none waits (a small partial index answers this).
+    let purchased: Vec<OrderKey> = applied
+        .iter()
+        .filter(|(_, inv)| inv.kind == Kind::Purchase)
+        .map(|(_, inv)| (inv.org_id.clone(), inv.transaction_id.clone()))
+        .filter(|o| !currencies.contains_key(o))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let waiting = sql::waiting_invoices(tx, &purchased).await?;
 
-    let mut deltas = SalesDeltas::default();
-    let mut orders: HashSet<(String, String)> = HashSet::new();
+    let Folded {
+        tickets,
+        deltas,
+        booked,
+        rebooked,
+    } = fold_batch(tickets, currencies, waiting, applied)?;
+
+    let mut orders: HashSet<OrderKey> = batch_orders.into_iter().collect();
     let mut customers: HashSet<(String, String)> = HashSet::new();
-    for (m, inv) in applied {
-        let at = m.meta.received_at;
-        fold::add_invoice_money(&mut deltas, inv, at);
-        for t in &inv.tickets {
-            fold::fold_ticket(&mut tickets, &mut deltas, inv, t, at);
-        }
-        orders.insert((inv.org_id.clone(), inv.transaction_id.clone()));
+    for (_, inv) in applied {
         if let Some(k) = &inv.customer_key {
             customers.insert((inv.org_id.clone(), k.clone()));
         }
@@ -172,13 +454,14 @@ async fn apply_invoices(
         orders.insert((row.org_id.clone(), row.transaction_id.clone()));
     }
 
-    sql::insert_invoices(tx, applied).await?;
+    sql::insert_invoices(tx, applied, &booked).await?;
+    sql::book_waiting(tx, &rebooked).await?;
     sql::insert_items(tx, applied).await?;
     sql::upsert_tickets(tx, tickets.values()).await?;
     sql::upsert_shows(tx, applied).await?;
     sql::add_sales(tx, &deltas).await?;
 
-    let orders: Vec<(String, String)> = orders.into_iter().collect();
+    let orders: Vec<OrderKey> = orders.into_iter().collect();
     // An order may change hands (its customer is recomputed); the old customer changes too.
     customers.extend(sql::order_customers(tx, &orders).await?);
     sql::recompute_orders(tx, &orders).await?;
@@ -195,27 +478,55 @@ async fn apply_invoices(
     Ok(())
 }
 
+/// Applies a batch of the deliveries stream; a batch the database refuses for its data is
+/// written record by record, and a record it refuses is written bare.
+pub async fn apply_records_resilient(
+    conn: &mut PgConnection,
+    stream: &str,
+    batch: &[Meta],
+) -> Result<Tally, ApplyError> {
+    match apply_records(conn, stream, batch).await {
+        Err(e) if e.is_deterministic() => {
+            tracing::warn!(error = %e, stream, records = batch.len(), "a batch of delivery records cannot be written; writing it record by record");
+            let mut tally = Tally::default();
+            for one in batch {
+                let t = match apply_records(conn, stream, std::slice::from_ref(one)).await {
+                    Err(e) if e.is_deterministic() => {
+                        tracing::error!(error = %e, seq = one.seq, "a delivery record cannot be written; writing a bare one");
+                        let mut bare = one.bare();
+                        bare.outcome.clone_from(&one.outcome);
+                        apply_records(conn, stream, std::slice::from_ref(&bare)).await?
+                    }
+                    other => other?,
+                };
+                tally.add(t);
+            }
+            Ok(tally)
+        }
+        other => other,
+    }
+}
+
 /// Applies a batch of the deliveries stream (duplicate and rejected deliveries) to the log.
+/// Writing a record again changes nothing, so a redelivered one is simply written again.
 pub async fn apply_records(
     conn: &mut PgConnection,
     stream: &str,
     batch: &[Meta],
-) -> Result<Tally, sqlx::Error> {
+) -> Result<Tally, ApplyError> {
     let mut tx = conn.begin().await?;
-    let checkpoint = sql::begin_batch(&mut tx, stream).await?;
+    sql::begin_batch(&mut tx, stream).await?;
     let mut tally = Tally::default();
-    let fresh: Vec<&Meta> = batch.iter().filter(|m| m.seq as i64 > checkpoint).collect();
-    tally.already = batch.len() - fresh.len();
-    let Some(last) = fresh.iter().map(|m| m.seq).max() else {
+    let Some(last) = batch.iter().map(|m| m.seq).max() else {
         tx.commit().await?;
         return Ok(tally);
     };
-    let keys: Vec<String> = fresh
+    let keys: Vec<String> = batch
         .iter()
         .filter_map(|m| m.idempotency_key.clone())
         .collect();
     let known = sql::processed(&mut tx, &keys).await?;
-    let outcomes: Vec<Outcome> = fresh
+    let outcomes: Vec<Outcome> = batch
         .iter()
         .map(|m| {
             let duplicate = m.outcome.as_deref() == Some("duplicate");
@@ -225,7 +536,9 @@ pub async fn apply_records(
                     m.idempotency_key.as_ref().and_then(|k| known.get(k)),
                     &m.body_sha256,
                 ) {
-                    (Some(applied), Some(mine)) if applied != mine => Some(conflict(applied)),
+                    (Some(applied), Some(mine)) if &applied.body_sha256 != mine => {
+                        Some(conflict(&applied.body_sha256))
+                    }
                     _ => None,
                 }
             } else {

@@ -1,22 +1,23 @@
 //! The statements of a batch. Each writes many rows at once from arrays (`UNNEST`), so a batch
 //! costs a fixed number of round trips whatever its size.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, Row};
 
-use super::fold::{Acc, Cell, SalesDeltas, TicketRow};
-use super::{Incoming, Outcome, SWAP_LOCK};
-use crate::plan::{Invoice, customer_id};
+use super::fold::{Acc, Cell, Overflow, SalesDeltas, TicketRow};
+use super::{ApplyError, Incoming, Outcome, SWAP_LOCK, Waiting};
+use crate::plan::{Invoice, Item, Kind, Money, customer_id};
 
-/// Starts a batch: takes the swap lock shared and returns the stream's checkpoint, locked.
+/// Starts a batch: takes the swap lock shared, and the stream's checkpoint row, so batches of
+/// one stream never overlap.
 ///
 /// The commit is asynchronous: a crash of PostgreSQL may lose the last batches, but never half
 /// of one (the checkpoint commits with them), and a new leader always restarts the stream
 /// from the checkpoint, so what was lost is projected again from JetStream.
-pub async fn begin_batch(tx: &mut PgConnection, stream: &str) -> Result<i64, sqlx::Error> {
+pub async fn begin_batch(tx: &mut PgConnection, stream: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
@@ -28,10 +29,11 @@ pub async fn begin_batch(tx: &mut PgConnection, stream: &str) -> Result<i64, sql
         .bind(stream)
         .execute(&mut *tx)
         .await?;
-    sqlx::query_scalar("SELECT last_seq FROM checkpoints WHERE stream = $1 FOR UPDATE")
+    sqlx::query("SELECT last_seq FROM checkpoints WHERE stream = $1 FOR UPDATE")
         .bind(stream)
-        .fetch_one(&mut *tx)
-        .await
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 /// Moves the checkpoint, in the batch's transaction.
@@ -44,30 +46,208 @@ pub async fn end_batch(tx: &mut PgConnection, stream: &str, last: u64) -> Result
     Ok(())
 }
 
-/// The body hashes of the keys already applied.
+/// What the ledger holds of an applied key.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub body_sha256: String,
+    /// The stream sequence of the message that applied it.
+    pub seq: i64,
+    pub delivery_id: Option<uuid::Uuid>,
+}
+
+/// The ledger's entries of the keys already applied.
 pub async fn processed(
     tx: &mut PgConnection,
     keys: &[String],
-) -> Result<HashMap<String, String>, sqlx::Error> {
+) -> Result<HashMap<String, Processed>, sqlx::Error> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = sqlx::query(
-        "SELECT idempotency_key, body_sha256 FROM invoices WHERE idempotency_key = ANY($1)",
+        "SELECT idempotency_key, body_sha256, stream_seq, delivery_id FROM invoices
+         WHERE idempotency_key = ANY($1)",
     )
     .bind(keys)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let p = Processed {
+                body_sha256: r.get(1),
+                seq: r.get(2),
+                delivery_id: r.get(3),
+            };
+            (r.get(0), p)
+        })
+        .collect())
+}
+
+/// Which of these sequences of `stream` the delivery log already records: the ledger of the
+/// events that change no read model (tests, unknown types, failures).
+pub async fn logged_seqs(
+    tx: &mut PgConnection,
+    stream: &str,
+    seqs: &[i64],
+) -> Result<HashSet<i64>, sqlx::Error> {
+    if seqs.is_empty() {
+        return Ok(HashSet::new());
+    }
+    sqlx::query_scalar(
+        "SELECT stream_seq FROM deliveries WHERE stream = $1 AND stream_seq = ANY($2)",
+    )
+    .bind(stream)
+    .bind(seqs)
+    .fetch_all(&mut *tx)
+    .await
+    .map(|v| v.into_iter().collect())
+}
+
+/// The currency of each order's first purchase (in stream order), for the orders that have one.
+pub async fn order_currencies(
+    tx: &mut PgConnection,
+    orders: &[(String, String)],
+) -> Result<HashMap<(String, String), String>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (orgs, txns): (Vec<&str>, Vec<&str>) =
+        orders.iter().map(|(o, t)| (o.as_str(), t.as_str())).unzip();
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (i.org_id, i.transaction_id) i.org_id, i.transaction_id, i.currency
+         FROM invoices i
+         WHERE (i.org_id, i.transaction_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+           AND i.event_type = 'invoice.purchase'
+         ORDER BY i.org_id, i.transaction_id, i.stream_seq",
+    )
+    .bind(orgs)
+    .bind(txns)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
+}
+
+/// The refunds and voids of these orders still waiting for their order's currency, as the
+/// fold needs them to book their money.
+pub async fn waiting_invoices(
+    tx: &mut PgConnection,
+    orders: &[(String, String)],
+) -> Result<Waiting, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (orgs, txns): (Vec<&str>, Vec<&str>) =
+        orders.iter().map(|(o, t)| (o.as_str(), t.as_str())).unzip();
+    let rows = sqlx::query(
+        "SELECT i.idempotency_key, i.org_id, i.transaction_id, i.event_type, i.payment_type,
+             i.received_at, i.discounts, i.net_sales, i.service_fees, i.gross_revenue, i.total_tax,
+             COALESCE((SELECT jsonb_agg(jsonb_build_array(l.event_id, l.ticket_type_id,
+                 l.discounts::text, l.net_sales::text, l.service_fees::text,
+                 l.gross_revenue::text, l.total_tax::text) ORDER BY l.line_no)
+               FROM invoice_items l WHERE l.idempotency_key = i.idempotency_key), '[]')
+         FROM invoices i
+         WHERE (i.org_id, i.transaction_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+           AND i.booked_currency IS NULL
+         ORDER BY i.stream_seq",
+    )
+    .bind(orgs)
+    .bind(txns)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = Waiting::new();
+    for r in rows {
+        let kind = match r.get::<String, _>(3).as_str() {
+            "invoice.void" => Kind::Void,
+            _ => Kind::Refund,
+        };
+        let money = |d: Decimal, n: Decimal, s: Decimal, g: Decimal, t: Decimal| Money {
+            discounts: d,
+            net_sales: n,
+            service_fees: s,
+            gross_revenue: g,
+            total_tax: t,
+            ..Money::default()
+        };
+        let lines: serde_json::Value = r.get(11);
+        let dec = |v: &serde_json::Value| -> Decimal {
+            v.as_str().and_then(|s| s.parse().ok()).unwrap_or_default()
+        };
+        let items = lines
+            .as_array()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .map(|l| Item {
+                        item_id: None,
+                        item_type: None,
+                        quantity: None,
+                        event_id: l[0].as_str().map(str::to_owned),
+                        event_name: None,
+                        ticket_type_id: l[1].as_str().map(str::to_owned),
+                        ticket_type_name: None,
+                        product_id: None,
+                        product_name: None,
+                        money: money(dec(&l[2]), dec(&l[3]), dec(&l[4]), dec(&l[5]), dec(&l[6])),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inv = Invoice {
+            kind,
+            key: r.get(0),
+            org_id: r.get(1),
+            transaction_id: r.get(2),
+            invoice_type: None,
+            customer_key: None,
+            customer_name: None,
+            customer_phone: None,
+            subscribe_to_venue: None,
+            payment_type: r.get(4),
+            currency: String::new(),
+            money: money(r.get(6), r.get(7), r.get(8), r.get(9), r.get(10)),
+            items,
+            tickets: Vec::new(),
+        };
+        out.entry((inv.org_id.clone(), inv.transaction_id.clone()))
+            .or_default()
+            .push((inv, r.get(5)));
+    }
+    Ok(out)
+}
+
+/// Records the currency earlier waiting refunds are now booked in.
+pub async fn book_waiting(
+    tx: &mut PgConnection,
+    booked: &[(String, String)],
+) -> Result<(), sqlx::Error> {
+    if booked.is_empty() {
+        return Ok(());
+    }
+    let (keys, currencies): (Vec<&str>, Vec<&str>) =
+        booked.iter().map(|(k, c)| (k.as_str(), c.as_str())).unzip();
+    sqlx::query(
+        "UPDATE invoices i SET booked_currency = b.currency
+         FROM UNNEST($1::text[], $2::text[]) AS b(key, currency)
+         WHERE i.idempotency_key = b.key AND i.booked_currency IS NULL",
+    )
+    .bind(keys)
+    .bind(currencies)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 pub async fn insert_invoices(
     tx: &mut PgConnection,
     applied: &[(&Incoming, &Invoice)],
+    booked: &HashMap<String, Option<String>>,
 ) -> Result<(), sqlx::Error> {
     let n = applied.len();
     let (mut key, mut org, mut txn, mut et, mut it) = (vec![], vec![], vec![], vec![], vec![]);
-    let mut sha = vec![];
+    let (mut sha, mut bcur) = (vec![], vec![]);
     let (mut at, mut seq, mut did, mut cid, mut ckey) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut cname, mut cphone, mut sub, mut pay, mut cur) =
         (vec![], vec![], vec![], vec![], vec![]);
@@ -80,7 +260,7 @@ pub async fn insert_invoices(
         et.push(i.kind.event_type());
         it.push(i.invoice_type.as_deref());
         at.push(m.meta.received_at);
-        seq.push(m.meta.seq as i64);
+        seq.push(i64::try_from(m.meta.seq).unwrap_or(i64::MAX));
         did.push(m.meta.delivery_id);
         cid.push(i.customer_key.as_deref().map(|k| customer_id(&i.org_id, k)));
         ckey.push(i.customer_key.as_deref());
@@ -89,6 +269,7 @@ pub async fn insert_invoices(
         sub.push(i.subscribe_to_venue);
         pay.push(i.payment_type.as_deref());
         cur.push(i.currency.as_str());
+        bcur.push(booked.get(&i.key).cloned().flatten());
         let m = &i.money;
         for (slot, v) in money.iter_mut().zip([
             m.discounts,
@@ -109,12 +290,12 @@ pub async fn insert_invoices(
              received_at, stream_seq, delivery_id, customer_id, customer_key, customer_name,
              customer_phone, subscribe_to_venue, payment_type, currency, discounts, net_sales,
              service_fees, account_credit_applied, gross_revenue, organizer_fees, total_tax,
-             body_sha256)
+             body_sha256, booked_currency)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
              $6::timestamptz[], $7::int8[], $8::uuid[], $9::uuid[], $10::text[], $11::text[],
              $12::text[], $13::bool[], $14::text[], $15::text[], $16::numeric[], $17::numeric[],
              $18::numeric[], $19::numeric[], $20::numeric[], $21::numeric[], $22::numeric[],
-             $23::text[])",
+             $23::text[], $24::text[])",
     )
     .bind(key)
     .bind(org)
@@ -139,6 +320,7 @@ pub async fn insert_invoices(
     .bind(of)
     .bind(tt)
     .bind(sha)
+    .bind(bcur)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -156,7 +338,7 @@ pub async fn insert_items(
     for (_, inv) in applied {
         for (n, item) in inv.items.iter().enumerate() {
             key.push(inv.key.as_str());
-            line.push(n as i32);
+            line.push(i32::try_from(n).unwrap_or(i32::MAX));
             org.push(inv.org_id.as_str());
             txn.push(inv.transaction_id.as_str());
             iid.push(item.item_id.as_deref());
@@ -423,7 +605,7 @@ pub async fn upsert_shows(
 }
 
 /// Adds the batch's sales deltas to the three aggregate tables and their daily tiers.
-pub async fn add_sales(tx: &mut PgConnection, deltas: &SalesDeltas) -> Result<(), sqlx::Error> {
+pub async fn add_sales(tx: &mut PgConnection, deltas: &SalesDeltas) -> Result<(), ApplyError> {
     let tables: [(&str, &[&str], &HashMap<Cell, Acc>); 3] = [
         (
             "sales_by_ticket_type",
@@ -435,22 +617,22 @@ pub async fn add_sales(tx: &mut PgConnection, deltas: &SalesDeltas) -> Result<()
     ];
     for (table, keys, cells) in tables {
         add_sales_table(tx, table, keys, cells).await?;
-        add_sales_table(tx, &format!("{table}_daily"), keys, &daily(cells)).await?;
+        add_sales_table(tx, &format!("{table}_daily"), keys, &daily(cells)?).await?;
     }
     Ok(())
 }
 
 /// The cells rolled up to whole UTC days.
-fn daily(cells: &HashMap<Cell, Acc>) -> HashMap<Cell, Acc> {
+fn daily(cells: &HashMap<Cell, Acc>) -> Result<HashMap<Cell, Acc>, Overflow> {
     let mut days: HashMap<Cell, Acc> = HashMap::with_capacity(cells.len());
     for (cell, acc) in cells {
         let day = Cell {
             bucket: super::fold::utc_day(cell.bucket),
             ..cell.clone()
         };
-        days.entry(day).or_default().add(acc);
+        days.entry(day).or_default().add(acc)?;
     }
-    days
+    Ok(days)
 }
 
 async fn add_sales_table(
@@ -570,8 +752,8 @@ const RECOMPUTE_ORDERS: &str = "
 WITH t AS (SELECT DISTINCT * FROM UNNEST($1::text[], $2::text[]) AS t(org_id, transaction_id))
 INSERT INTO orders (org_id, transaction_id, kind, status, customer_id, customer_key,
     customer_email, customer_name, currency, payment_type, net_sales, gross_revenue,
-    service_fees, total_tax, discounts, refunded, tickets_total, tickets_valid, created_at,
-    updated_at)
+    service_fees, total_tax, discounts, refunded, other_currency_refunds, tickets_total,
+    tickets_valid, created_at, updated_at)
 SELECT t.org_id, t.transaction_id,
     CASE WHEN inv.has_purchase THEN 'purchase' WHEN inv.has_transfer THEN 'transfer' ELSE 'other' END,
     CASE
@@ -579,13 +761,13 @@ SELECT t.org_id, t.transaction_id,
         WHEN tk.n > 0 AND tk.n_refunded + tk.n_voided = tk.n THEN 'refunded'
         WHEN tk.n_refunded > 0 THEN 'partially_refunded'
         WHEN tk.n > 0 AND tk.n_transferred = tk.n THEN 'transferred'
-        WHEN tk.n = 0 AND inv.refunded > 0 AND inv.refunded >= ABS(inv.net_sales) THEN 'refunded'
-        WHEN tk.n = 0 AND inv.refunded > 0 THEN 'partially_refunded'
+        WHEN tk.n = 0 AND rf.refunded > 0 AND rf.refunded >= ABS(inv.net_sales) THEN 'refunded'
+        WHEN tk.n = 0 AND rf.refunded > 0 THEN 'partially_refunded'
         ELSE 'purchased'
     END,
     inv.customer_id, inv.customer_key, inv.customer_key, inv.customer_name,
     COALESCE(inv.currency, ''), inv.payment_type, inv.net_sales, inv.gross_revenue,
-    inv.service_fees, inv.total_tax, inv.discounts, inv.refunded, tk.n, tk.n_valid,
+    inv.service_fees, inv.total_tax, inv.discounts, rf.refunded, rf.other, tk.n, tk.n_valid,
     inv.created_at, GREATEST(inv.updated_at, tk.updated_at)
 FROM t
 CROSS JOIN LATERAL (
@@ -598,7 +780,6 @@ CROSS JOIN LATERAL (
         COALESCE(SUM(i.service_fees) FILTER (WHERE i.event_type = 'invoice.purchase'), 0) AS service_fees,
         COALESCE(SUM(i.total_tax) FILTER (WHERE i.event_type = 'invoice.purchase'), 0) AS total_tax,
         COALESCE(SUM(i.discounts) FILTER (WHERE i.event_type = 'invoice.purchase'), 0) AS discounts,
-        COALESCE(SUM(ABS(i.net_sales)) FILTER (WHERE i.event_type IN ('invoice.refund', 'invoice.void')), 0) AS refunded,
         (array_agg(i.customer_id ORDER BY i.event_type IN ('invoice.purchase', 'invoice.transfer') DESC, i.received_at, i.stream_seq)
             FILTER (WHERE i.customer_key IS NOT NULL))[1] AS customer_id,
         (array_agg(i.customer_key ORDER BY i.event_type IN ('invoice.purchase', 'invoice.transfer') DESC, i.received_at, i.stream_seq)
@@ -614,6 +795,21 @@ CROSS JOIN LATERAL (
     FROM invoices i
     WHERE i.org_id = t.org_id AND i.transaction_id = t.transaction_id
 ) inv
+-- Refunds add up in the order's currency (a refund without one is in it); any other
+-- currency's are listed apart, never added.
+CROSS JOIN LATERAL (
+    SELECT
+        COALESCE(SUM(r.amount) FILTER (WHERE r.currency IN ('', COALESCE(inv.currency, ''))), 0) AS refunded,
+        COALESCE(jsonb_agg(jsonb_build_object('currency', r.currency, 'amount', r.amount::text)
+            ORDER BY r.currency) FILTER (WHERE r.currency NOT IN ('', COALESCE(inv.currency, ''))), '[]') AS other
+    FROM (
+        SELECT i.currency, SUM(ABS(i.net_sales)) AS amount
+        FROM invoices i
+        WHERE i.org_id = t.org_id AND i.transaction_id = t.transaction_id
+          AND i.event_type IN ('invoice.refund', 'invoice.void')
+        GROUP BY i.currency
+    ) r
+) rf
 CROSS JOIN LATERAL (
     SELECT
         count(*) AS n,
@@ -634,7 +830,7 @@ ON CONFLICT (org_id, transaction_id) DO UPDATE SET
     payment_type = EXCLUDED.payment_type, net_sales = EXCLUDED.net_sales,
     gross_revenue = EXCLUDED.gross_revenue, service_fees = EXCLUDED.service_fees,
     total_tax = EXCLUDED.total_tax, discounts = EXCLUDED.discounts, refunded = EXCLUDED.refunded,
-    tickets_total = EXCLUDED.tickets_total, tickets_valid = EXCLUDED.tickets_valid,
+    other_currency_refunds = EXCLUDED.other_currency_refunds, tickets_total = EXCLUDED.tickets_total, tickets_valid = EXCLUDED.tickets_valid,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at";
 
 /// Derives each touched customer from their invoices and orders.
@@ -667,16 +863,17 @@ INSERT INTO search_words (word)
 SELECT DISTINCT w
 FROM customers c,
     unnest(regexp_split_to_array(public.showpass_fold(coalesce(c.name, '') || ' ' || split_part(c.email, '@', 1)), '[^a-z]+')) AS w
-WHERE c.id = ANY($1) AND length(w) >= 3
+WHERE c.id = ANY($1) AND length(w) BETWEEN 3 AND 64
 ORDER BY w
 ON CONFLICT DO NOTHING";
 
 const RECOMPUTE_CUSTOMERS: &str = "
 WITH t AS (SELECT DISTINCT * FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS t(org_id, customer_key, id))
 INSERT INTO customers (id, org_id, email, name, phone, subscribed_to_venue, orders_count,
-    tickets_count, total_spent, first_seen_at, last_seen_at)
+    tickets_count, currency, total_spent, spent_by_currency, first_seen_at, last_seen_at)
 SELECT t.id, t.org_id, t.customer_key, inv.name, inv.phone, COALESCE(inv.subscribed, false),
-    ord.orders_count, ord.tickets, ord.spent, inv.first_seen, inv.last_seen
+    COALESCE(ord.orders_count, 0), COALESCE(ord.tickets, 0), COALESCE(ord.currency, ''),
+    COALESCE(ord.spent, 0), COALESCE(ord.by_currency, '[]'), inv.first_seen, inv.last_seen
 FROM t
 CROSS JOIN LATERAL (
     SELECT MIN(i.received_at) AS first_seen, MAX(i.received_at) AS last_seen,
@@ -686,19 +883,30 @@ CROSS JOIN LATERAL (
     FROM invoices i
     WHERE i.org_id = t.org_id AND i.customer_key = t.customer_key
 ) inv
+-- What they spent, per currency, never added across currencies: `total_spent` is in their
+-- currency, that of their first order with one.
 CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE o.kind IN ('purchase', 'transfer')) AS orders_count,
-        COALESCE(SUM(o.tickets_valid), 0) AS tickets,
-        COALESCE(SUM(o.net_sales - o.refunded), 0) AS spent
-    FROM orders o
-    WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
+    SELECT SUM(g.n) AS orders_count, SUM(g.tickets) AS tickets,
+        (array_agg(g.currency ORDER BY g.currency = '', g.first_at, g.currency))[1] AS currency,
+        (array_agg(g.spent ORDER BY g.currency = '', g.first_at, g.currency))[1] AS spent,
+        jsonb_agg(jsonb_build_object('currency', g.currency, 'amount', g.spent::text)
+            ORDER BY g.currency) AS by_currency
+    FROM (
+        SELECT o.currency, count(*) FILTER (WHERE o.kind IN ('purchase', 'transfer')) AS n,
+            SUM(o.tickets_valid) AS tickets, SUM(o.net_sales - o.refunded) AS spent,
+            MIN(o.created_at) AS first_at
+        FROM orders o
+        WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
+        GROUP BY o.currency
+    ) g
 ) ord
 WHERE inv.first_seen IS NOT NULL
 ORDER BY t.id
 ON CONFLICT (id) DO UPDATE SET
     name = EXCLUDED.name, phone = EXCLUDED.phone,
     subscribed_to_venue = EXCLUDED.subscribed_to_venue, orders_count = EXCLUDED.orders_count,
-    tickets_count = EXCLUDED.tickets_count, total_spent = EXCLUDED.total_spent,
+    tickets_count = EXCLUDED.tickets_count, currency = EXCLUDED.currency,
+    total_spent = EXCLUDED.total_spent, spent_by_currency = EXCLUDED.spent_by_currency,
     first_seen_at = EXCLUDED.first_seen_at, last_seen_at = EXCLUDED.last_seen_at";
 
 /// Flags earlier duplicate records whose body differs from the event now applied.

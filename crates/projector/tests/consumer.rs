@@ -1,0 +1,179 @@
+//! The consuming loop with faults injected between JetStream and the projector (issue 11):
+//! nothing it was not handed whole is ever passed over, and "already applied" means the
+//! ledger holds it, not that the checkpoint is past it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt as _;
+use showpass_payload::samples::SampleKind::Purchase;
+use showpass_projector::{BatchLimits, Incoming, Meta, Pass, Source, apply_events, pass};
+use showpass_testkit::*;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Three purchases delivered through ingest, and the same three as a consumer hands them out.
+async fn three_messages(ingest: &TestIngest) -> Vec<jetstream::Message> {
+    for i in 1..=3 {
+        let (status, answer) = ingest
+            .deliver(&sample_body(
+                Purchase,
+                &format!("u-{i}"),
+                &format!("T{i}"),
+                "20",
+            ))
+            .await;
+        assert!(status.is_success(), "{answer}");
+    }
+    let consumer = ingest
+        .events()
+        .await
+        .create_consumer(pull::Config::default())
+        .await
+        .unwrap();
+    let messages: Vec<jetstream::Message> = consumer
+        .fetch()
+        .max_messages(3)
+        .messages()
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(messages.len(), 3);
+    messages
+}
+
+/// One pass of the projector's loop over exactly these pulled items.
+async fn one_pass(
+    ingest: &TestIngest,
+    pool: &PgPool,
+    items: Vec<Result<jetstream::Message, String>>,
+) -> Pass {
+    let mut conn = pool.acquire().await.unwrap();
+    let mut stream = futures::stream::iter(items);
+    let limits = BatchLimits {
+        linger: Duration::from_millis(10),
+        ..BatchLimits::for_rebuild(1_000)
+    };
+    pass(
+        &mut conn,
+        &ingest.config.nats.events_stream(),
+        Source::Events,
+        &mut stream,
+        limits,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn checkpoint(ingest: &TestIngest, pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE((SELECT last_seq FROM checkpoints WHERE stream = $1), 0)")
+        .bind(ingest.config.nats.events_stream())
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn applied_orders(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT transaction_id FROM orders ORDER BY 1")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+fn seq(m: &jetstream::Message) -> i64 {
+    m.info().unwrap().stream_sequence as i64
+}
+
+/// A pull error part-way through a batch: what came before is applied, and the pass starts
+/// again from the checkpoint instead of going on past whatever the error cost.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_pull_error_mid_batch_never_lets_the_checkpoint_pass_an_unapplied_message(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let [m1, _m2, m3] = <[_; 3]>::try_from(three_messages(&ingest).await)
+        .ok()
+        .unwrap();
+    let first = seq(&m1);
+    let outcome = one_pass(&ingest, &pool, vec![Ok(m1), Err("injected".into()), Ok(m3)]).await;
+    assert!(
+        matches!(&outcome, Pass::Restart(why) if why.contains("pull error: injected")),
+        "{outcome:?}"
+    );
+    assert_eq!(checkpoint(&ingest, &pool).await, first);
+    assert_eq!(applied_orders(&pool).await, ["T1"]);
+}
+
+/// A delivery lost between the server and the loop shows as a gap in the consumer's
+/// sequence: the pass stops there and starts again from the checkpoint.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_gap_in_the_consumers_deliveries_never_lets_the_checkpoint_pass_it(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let [m1, _lost, m3] = <[_; 3]>::try_from(three_messages(&ingest).await)
+        .ok()
+        .unwrap();
+    let first = seq(&m1);
+    let outcome = one_pass(&ingest, &pool, vec![Ok(m1), Ok(m3)]).await;
+    assert!(
+        matches!(&outcome, Pass::Restart(why) if why.contains("skipped from 1 to 3")),
+        "{outcome:?}"
+    );
+    assert_eq!(checkpoint(&ingest, &pool).await, first);
+    assert_eq!(applied_orders(&pool).await, ["T1"]);
+}
+
+/// A message whose stream metadata cannot be read is never taken for sequence 0 (and so for
+/// applied): it is neither applied nor acknowledged, and the pass starts again.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_message_without_readable_metadata_is_never_treated_as_sequence_zero(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let [m1, mut m2, _m3] = <[_; 3]>::try_from(three_messages(&ingest).await)
+        .ok()
+        .unwrap();
+    let first = seq(&m1);
+    m2.message.reply = Some("not.a.jetstream.ack".into());
+    let outcome = one_pass(&ingest, &pool, vec![Ok(m1), Ok(m2)]).await;
+    assert!(
+        matches!(&outcome, Pass::Restart(why) if why.contains("no readable stream metadata")),
+        "{outcome:?}"
+    );
+    assert_eq!(checkpoint(&ingest, &pool).await, first);
+    assert_eq!(applied_orders(&pool).await, ["T1"]);
+}
+
+/// A message at or below the checkpoint that the ledger does not hold was never applied: it
+/// is applied now. One the ledger holds is acknowledged as already applied, changing nothing.
+#[sqlx::test(migrations = "../../migrations")]
+async fn below_the_checkpoint_only_the_ledger_says_already_applied(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let messages = three_messages(&ingest).await;
+    let stream = ingest.config.nats.events_stream();
+    sqlx::query("INSERT INTO checkpoints (stream, last_seq) VALUES ($1, 1000)")
+        .bind(&stream)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let m2 = &messages[1];
+    let info = m2.info().unwrap();
+    let incoming = Incoming::plan(
+        Meta::from_headers(
+            &stream,
+            info.stream_sequence,
+            m2.headers.as_ref(),
+            info.published,
+        ),
+        &m2.payload,
+    );
+    let mut conn = pool.acquire().await.unwrap();
+    let first = apply_events(&mut conn, &stream, std::slice::from_ref(&incoming))
+        .await
+        .unwrap();
+    assert_eq!((first.applied, first.already), (1, 0));
+    assert_eq!(applied_orders(&pool).await, ["T2"]);
+    let again = apply_events(&mut conn, &stream, std::slice::from_ref(&incoming))
+        .await
+        .unwrap();
+    assert_eq!((again.applied, again.duplicate, again.already), (0, 0, 1));
+    assert_eq!(checkpoint(&ingest, &pool).await, 1000);
+}
