@@ -215,7 +215,15 @@ async fn consume(
         Source::Deliveries => DELIVERIES_CONSUMER,
     };
     let limits = BatchLimits::of(config);
+    let mut pause = Duration::ZERO;
     loop {
+        // Passes that end at once, again and again (a server refusing pulls, say), must not
+        // spin: each one waits a little longer, up to 5 s, until a pass gets going.
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        let started = Instant::now();
         let checkpoint: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT last_seq FROM checkpoints WHERE stream = $1), 0)",
         )
@@ -262,6 +270,11 @@ async fn consume(
             Pass::Stopped => return Ok(()),
             Pass::Restart(why) => {
                 tracing::warn!(stream = stream_name, reason = %why, "starting again from the checkpoint");
+                pause = if started.elapsed() > Duration::from_secs(10) {
+                    Duration::ZERO
+                } else {
+                    (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+                };
             }
         }
     }

@@ -103,7 +103,8 @@ impl ApplyError {
     /// Whether the same events would fail the same way again: the data is the cause, so a
     /// retry cannot help, and applying the events one by one finds the culprit.
     ///
-    /// PostgreSQL: class 22 (data exception: a value out of range, text it cannot store),
+    /// PostgreSQL: class 21 (cardinality: a row a statement would change twice), 22 (data
+    /// exception: a value out of range, text it cannot store),
     /// 23 (integrity violation) and 54 (a program limit: an index row too large, too many
     /// arguments). Everything else (a lost connection, a lock timeout, a full disk) is the
     /// database's state and is retried.
@@ -112,7 +113,7 @@ impl ApplyError {
             Self::Data(_) => true,
             Self::Database(sqlx::Error::Database(d)) => d
                 .code()
-                .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+                .is_some_and(|c| ["21", "22", "23", "54"].iter().any(|k| c.starts_with(k))),
             Self::Database(_) => false,
         }
     }

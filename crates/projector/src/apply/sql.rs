@@ -790,25 +790,41 @@ CROSS JOIN LATERAL (
             FILTER (WHERE i.currency <> ''))[1] AS currency,
         (array_agg(i.payment_type ORDER BY i.event_type IN ('invoice.purchase', 'invoice.transfer') DESC, i.received_at, i.stream_seq)
             FILTER (WHERE i.payment_type IS NOT NULL))[1] AS payment_type,
+        COALESCE(SUM(ABS(i.net_sales)) FILTER (WHERE i.event_type IN ('invoice.refund', 'invoice.void')), 0) AS refunded_all,
+        MIN(i.currency) FILTER (WHERE i.event_type IN ('invoice.refund', 'invoice.void') AND i.currency <> '') AS refund_cmin,
+        MAX(i.currency) FILTER (WHERE i.event_type IN ('invoice.refund', 'invoice.void') AND i.currency <> '') AS refund_cmax,
+        array_agg(i.currency) FILTER (WHERE i.event_type IN ('invoice.refund', 'invoice.void')) AS refund_currencies,
+        array_agg(ABS(i.net_sales)) FILTER (WHERE i.event_type IN ('invoice.refund', 'invoice.void')) AS refund_amounts,
         MIN(i.received_at) AS created_at,
         MAX(i.received_at) AS updated_at
     FROM invoices i
     WHERE i.org_id = t.org_id AND i.transaction_id = t.transaction_id
 ) inv
 -- Refunds add up in the order's currency (a refund without one is in it); any other
--- currency's are listed apart, never added.
+-- currency's are listed apart, never added. Nearly always every refund is in the order's
+-- currency (or none): then the plain sum is the answer, and only otherwise are the refunds
+-- `inv` gathered taken apart.
+CROSS JOIN LATERAL (
+    SELECT inv.refund_cmin IS NULL
+        OR (inv.refund_cmin = inv.refund_cmax AND inv.refund_cmin = COALESCE(inv.currency, '')) AS simple
+) one
 CROSS JOIN LATERAL (
     SELECT
-        COALESCE(SUM(r.amount) FILTER (WHERE r.currency IN ('', COALESCE(inv.currency, ''))), 0) AS refunded,
-        COALESCE(jsonb_agg(jsonb_build_object('currency', r.currency, 'amount', r.amount::text)
-            ORDER BY r.currency) FILTER (WHERE r.currency NOT IN ('', COALESCE(inv.currency, ''))), '[]') AS other
-    FROM (
-        SELECT i.currency, SUM(ABS(i.net_sales)) AS amount
-        FROM invoices i
-        WHERE i.org_id = t.org_id AND i.transaction_id = t.transaction_id
-          AND i.event_type IN ('invoice.refund', 'invoice.void')
-        GROUP BY i.currency
-    ) r
+        CASE WHEN one.simple THEN inv.refunded_all ELSE (
+            SELECT COALESCE(SUM(u.amount), 0)
+            FROM unnest(inv.refund_currencies, inv.refund_amounts) AS u(currency, amount)
+            WHERE u.currency IN ('', COALESCE(inv.currency, '')))
+        END AS refunded,
+        CASE WHEN one.simple THEN '[]'::jsonb ELSE (
+            SELECT COALESCE(jsonb_agg(jsonb_build_object('currency', g.currency, 'amount', g.amount::text)
+                ORDER BY g.currency), '[]')
+            FROM (
+                SELECT u.currency, SUM(u.amount) AS amount
+                FROM unnest(inv.refund_currencies, inv.refund_amounts) AS u(currency, amount)
+                WHERE u.currency NOT IN ('', COALESCE(inv.currency, ''))
+                GROUP BY u.currency
+            ) g)
+        END AS other
 ) rf
 CROSS JOIN LATERAL (
     SELECT
@@ -844,7 +860,7 @@ pub async fn recompute_customers(
     let mut customers: Vec<&(String, String, uuid::Uuid)> = customers.iter().collect();
     customers.sort();
     let ids: Vec<uuid::Uuid> = customers.iter().map(|c| c.2).collect();
-    sqlx::query(RECOMPUTE_CUSTOMERS)
+    sqlx::query(&RECOMPUTE_CUSTOMERS)
         .bind(customers.iter().map(|c| c.0.as_str()).collect::<Vec<_>>())
         .bind(customers.iter().map(|c| c.1.as_str()).collect::<Vec<_>>())
         .bind(&ids)
@@ -867,13 +883,22 @@ WHERE c.id = ANY($1) AND length(w) BETWEEN 3 AND 64
 ORDER BY w
 ON CONFLICT DO NOTHING";
 
-const RECOMPUTE_CUSTOMERS: &str = "
+/// One customer's orders' net less refunds, per currency: for the rare customer with several.
+const SPENT_BY_CURRENCY: &str =
+    "(SELECT o.currency, SUM(o.net_sales - o.refunded) AS spent, MIN(o.created_at) AS first_at
+                  FROM orders o WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
+                  GROUP BY o.currency)";
+
+static RECOMPUTE_CUSTOMERS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| RECOMPUTE_CUSTOMERS_SQL.replace("{SPENT}", SPENT_BY_CURRENCY));
+
+const RECOMPUTE_CUSTOMERS_SQL: &str = "
 WITH t AS (SELECT DISTINCT * FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS t(org_id, customer_key, id))
 INSERT INTO customers (id, org_id, email, name, phone, subscribed_to_venue, orders_count,
     tickets_count, currency, total_spent, spent_by_currency, first_seen_at, last_seen_at)
 SELECT t.id, t.org_id, t.customer_key, inv.name, inv.phone, COALESCE(inv.subscribed, false),
-    COALESCE(ord.orders_count, 0), COALESCE(ord.tickets, 0), COALESCE(ord.currency, ''),
-    COALESCE(ord.spent, 0), COALESCE(ord.by_currency, '[]'), inv.first_seen, inv.last_seen
+    ord.orders_count, ord.tickets, COALESCE(sp.currency, ''), sp.spent, sp.by_currency,
+    inv.first_seen, inv.last_seen
 FROM t
 CROSS JOIN LATERAL (
     SELECT MIN(i.received_at) AS first_seen, MAX(i.received_at) AS last_seen,
@@ -884,22 +909,39 @@ CROSS JOIN LATERAL (
     WHERE i.org_id = t.org_id AND i.customer_key = t.customer_key
 ) inv
 -- What they spent, per currency, never added across currencies: `total_spent` is in their
--- currency, that of their first order with one.
+-- currency, that of their first order with one. Nearly every customer has one currency: then
+-- the plain sums are the answer, and only a customer with several is grouped (`sp`).
 CROSS JOIN LATERAL (
-    SELECT SUM(g.n) AS orders_count, SUM(g.tickets) AS tickets,
-        (array_agg(g.currency ORDER BY g.currency = '', g.first_at, g.currency))[1] AS currency,
-        (array_agg(g.spent ORDER BY g.currency = '', g.first_at, g.currency))[1] AS spent,
-        jsonb_agg(jsonb_build_object('currency', g.currency, 'amount', g.spent::text)
-            ORDER BY g.currency) AS by_currency
-    FROM (
-        SELECT o.currency, count(*) FILTER (WHERE o.kind IN ('purchase', 'transfer')) AS n,
-            SUM(o.tickets_valid) AS tickets, SUM(o.net_sales - o.refunded) AS spent,
-            MIN(o.created_at) AS first_at
-        FROM orders o
-        WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
-        GROUP BY o.currency
-    ) g
+    SELECT count(*) FILTER (WHERE o.kind IN ('purchase', 'transfer')) AS orders_count,
+        COALESCE(SUM(o.tickets_valid), 0) AS tickets,
+        MIN(o.currency) AS cmin, MAX(o.currency) AS cmax,
+        COALESCE(SUM(o.net_sales - o.refunded), 0) AS spent
+    FROM orders o
+    WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
 ) ord
+CROSS JOIN LATERAL (
+    SELECT ord.cmin IS NOT DISTINCT FROM ord.cmax AS single
+) one
+CROSS JOIN LATERAL (
+    SELECT
+        CASE WHEN one.single THEN ord.cmin ELSE (
+            SELECT g.currency FROM {SPENT} g
+            ORDER BY g.currency = '', g.first_at, g.currency LIMIT 1)
+        END AS currency,
+        CASE WHEN one.single THEN ord.spent ELSE (
+            SELECT g.spent FROM {SPENT} g
+            ORDER BY g.currency = '', g.first_at, g.currency LIMIT 1)
+        END AS spent,
+        CASE
+            WHEN ord.cmin IS NULL THEN '[]'::jsonb
+            WHEN one.single THEN jsonb_build_array(
+                jsonb_build_object('currency', ord.cmin, 'amount', ord.spent::text))
+            ELSE (
+                SELECT jsonb_agg(jsonb_build_object('currency', g.currency, 'amount', g.spent::text)
+                    ORDER BY g.currency)
+                FROM {SPENT} g)
+        END AS by_currency
+) sp
 WHERE inv.first_seen IS NOT NULL
 ORDER BY t.id
 ON CONFLICT (id) DO UPDATE SET
