@@ -5,7 +5,8 @@
 - every file or directory a kustomization names exists (a directory holds a kustomization);
 - every file a compose file mounts exists;
 - each overlay renders with `kubectl kustomize` when kubectl is installed;
-- both compose files pass `docker-compose config -q` when docker-compose is installed.
+- both compose files pass `docker-compose config -q` when docker-compose is installed;
+- PostgreSQL and NATS are published on 127.0.0.1 only.
 """
 
 import glob
@@ -48,9 +49,17 @@ def check_kustomization(path):
                 problems.append(f"{path}: {name} does not exist")
 
 
+# Services that hold the data: published on the host's loopback only, never on every address.
+PRIVATE = ("postgres", "nats")
+
+
 def check_compose(path):
     for doc in load(path):
         for service, spec in (doc.get("services") or {}).items():
+            if service.startswith(PRIVATE):
+                for port in spec.get("ports", []):
+                    if not str(port).startswith("127.0.0.1:"):
+                        problems.append(f"{path}: service {service} publishes {port} beyond 127.0.0.1")
             for volume in spec.get("volumes", []):
                 source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
                 if source.startswith(".") and not os.path.exists(os.path.join(ROOT, source)):

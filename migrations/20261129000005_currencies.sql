@@ -1,11 +1,14 @@
 -- Amounts in different currencies are never added together (issue 11).
 --
 -- A refund or void without a currency is booked in its order's currency: that of the order's
--- first purchase. Until a purchase is seen, such a refund waits (`booked_currency` NULL) and
--- is booked when the purchase arrives. Earlier versions booked it under '' at once.
-ALTER TABLE invoices ADD COLUMN booked_currency text;
+-- first purchase or transfer. Until one is seen, such a refund waits (`booked_currency` NULL)
+-- and is booked when it arrives. Earlier versions booked it under '' at once, and so does
+-- the default here: what a projector of an earlier version still inserts while this one is
+-- rolled out counts as booked, never booked twice.
+ALTER TABLE invoices ADD COLUMN booked_currency text DEFAULT '';
 UPDATE invoices SET booked_currency = currency;
-CREATE INDEX invoices_waiting ON invoices (org_id, transaction_id) WHERE booked_currency IS NULL;
+CREATE INDEX invoices_waiting ON invoices (org_id, transaction_id)
+    WHERE booked_currency IS NULL AND event_type IN ('invoice.refund', 'invoice.void');
 
 -- An order's `refunded` adds only refunds in its own currency (or none); refunds in another
 -- currency are listed here, per currency, instead.

@@ -1,4 +1,5 @@
-//! Bearer keys on `/v1`, compared in constant time.
+//! Bearer keys on `/v1`, compared in constant time. `API_KEYS` entries are `key` (read) or
+//! `key:admin` (read and write: replay, erasure); a write with a read key is a 403.
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -11,21 +12,78 @@ use crate::error::ApiError;
 use crate::server::AppState;
 use showpass_core::Secret;
 
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every `GET`.
+    Read,
+    /// Reads, and the writes: replay, erasure.
+    Admin,
+}
+
+/// An `API_KEYS` entry: the key and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub key: Secret,
+    pub role: Role,
+}
+
+impl ApiKey {
+    /// Reads `key` or `key:admin` (`key:read` too); the role is the part after the last `:`
+    /// when it names one, so a key may itself hold a `:`.
+    pub fn parse(entry: &str) -> Self {
+        match entry.rsplit_once(':') {
+            Some((key, role)) if role.eq_ignore_ascii_case("admin") && !key.is_empty() => Self {
+                key: Secret::new(key),
+                role: Role::Admin,
+            },
+            Some((key, role)) if role.eq_ignore_ascii_case("read") && !key.is_empty() => Self {
+                key: Secret::new(key),
+                role: Role::Read,
+            },
+            _ => Self {
+                key: Secret::new(entry),
+                role: Role::Read,
+            },
+        }
+    }
+}
+
 /// The accepted keys, kept as SHA-256 digests: every comparison has the same length, and
-/// every key is compared, so timing tells nothing about a key or which one matched.
-pub(crate) struct Keys(Vec<[u8; 32]>);
+/// every key is compared, so timing tells nothing about a key, which one matched, or its role.
+pub(crate) struct Keys(Vec<([u8; 32], Role)>);
 
 impl Keys {
-    pub fn new(keys: &[Secret]) -> Self {
-        Self(keys.iter().map(|k| digest(k.expose())).collect())
+    pub fn new(keys: &[ApiKey]) -> Self {
+        Self(
+            keys.iter()
+                .map(|k| (digest(k.key.expose()), k.role))
+                .collect(),
+        )
     }
 
-    pub fn accepts(&self, token: &str) -> bool {
+    /// The role of the key presented, if it is one of ours.
+    pub fn role_of(&self, token: &str) -> Option<Role> {
         let presented = digest(token);
-        self.0
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, k| acc | k.ct_eq(&presented))
-            .into()
+        let (any, admin) = self.0.iter().fold(
+            (subtle::Choice::from(0), subtle::Choice::from(0)),
+            |(any, admin), (k, role)| {
+                let eq = k.ct_eq(&presented);
+                (
+                    any | eq,
+                    admin | (eq & subtle::Choice::from(u8::from(*role == Role::Admin))),
+                )
+            },
+        );
+        match (bool::from(any), bool::from(admin)) {
+            (_, true) => Some(Role::Admin),
+            (true, false) => Some(Role::Read),
+            _ => None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -40,7 +98,9 @@ pub(crate) async fn require_key(
     req: Request,
     next: Next,
 ) -> Response {
-    if state.config.insecure && state.config.keys.is_empty() {
+    let mut req = req;
+    if state.config.insecure && state.keys.is_empty() {
+        req.extensions_mut().insert(Role::Admin);
         return next.run(req).await;
     }
     let token = req
@@ -51,9 +111,34 @@ pub(crate) async fn require_key(
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    match token {
-        Some(t) if state.keys.accepts(t) => next.run(req).await,
-        _ => ApiError::Unauthorized.into_response(),
+    match token.and_then(|t| state.keys.role_of(t)) {
+        Some(role) => {
+            req.extensions_mut().insert(role);
+            next.run(req).await
+        }
+        None => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// The role of an authenticated request (set by [`require_key`]); extracting it in a write
+/// handler refuses a read key with 403.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Role>() {
+            Some(Role::Admin) => Ok(Admin),
+            _ => Err(ApiError::Forbidden(
+                "this is a write: it needs an admin key (an API_KEYS entry ending in :admin)"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -62,12 +147,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn any_configured_key_is_accepted_and_nothing_else() {
-        let keys = Keys::new(&[Secret::new("first-key"), Secret::new("second-key")]);
-        assert!(keys.accepts("first-key"));
-        assert!(keys.accepts("second-key"));
-        for wrong in ["", "first-ke", "first-key ", "FIRST-KEY", "second-key2"] {
-            assert!(!keys.accepts(wrong), "{wrong:?}");
+    fn any_configured_key_is_accepted_with_its_role_and_nothing_else() {
+        let keys = Keys::new(&[
+            ApiKey::parse("first-key"),
+            ApiKey::parse("second-key:admin"),
+        ]);
+        assert_eq!(keys.role_of("first-key"), Some(Role::Read));
+        assert_eq!(keys.role_of("second-key"), Some(Role::Admin));
+        for wrong in [
+            "",
+            "first-ke",
+            "first-key ",
+            "FIRST-KEY",
+            "second-key2",
+            "second-key:admin",
+        ] {
+            assert_eq!(keys.role_of(wrong), None, "{wrong:?}");
         }
+    }
+
+    #[test]
+    fn a_role_is_read_only_when_it_names_one() {
+        assert_eq!(ApiKey::parse("k:admin").role, Role::Admin);
+        assert_eq!(ApiKey::parse("k:ADMIN").role, Role::Admin);
+        assert_eq!(ApiKey::parse("k:read").role, Role::Read);
+        let odd = ApiKey::parse("a:b:c");
+        assert_eq!((odd.key.expose(), odd.role), ("a:b:c", Role::Read));
+        assert_eq!(ApiKey::parse(":admin").key.expose(), ":admin");
     }
 }

@@ -5,14 +5,16 @@ use std::time::Duration;
 use showpass_core::Secret;
 use showpass_core::nats::NatsConfig;
 
+use crate::auth::ApiKey;
+
 /// Everything `showpass api` needs.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub database_url: String,
     /// JetStream, for delivery payloads and replay. Without it those answer 503.
     pub nats: Option<NatsConfig>,
-    /// Bearer keys accepted on `/v1`.
-    pub keys: Vec<Secret>,
+    /// Bearer keys accepted on `/v1`, each with its role.
+    pub keys: Vec<ApiKey>,
     /// Serve `/v1` without keys (local experiments only). Must be asked for explicitly.
     pub insecure: bool,
     /// Origins allowed by CORS: empty for none, `*` for any.
@@ -26,6 +28,17 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// PostgreSQL connections.
     pub pool_size: u32,
+    /// Signs pagination cursors, so a forged one is refused. Unset: derived from the API keys
+    /// (stable across restarts and replicas that share them).
+    pub cursor_secret: Option<Secret>,
+    /// CSV exports run on connections of their own, at most this many, each statement at most
+    /// `export_timeout`.
+    pub export_connections: u32,
+    pub export_timeout: Duration,
+    /// Header-read timeout and connection cap of the listener.
+    pub http: showpass_core::http::Limits,
+    /// Where `/metrics` is served.
+    pub metrics: showpass_core::http::MetricsAt,
 }
 
 /// A configuration that cannot run.
@@ -46,7 +59,7 @@ impl ApiConfig {
         Self {
             database_url: database_url.into(),
             nats,
-            keys: vec![Secret::new(key)],
+            keys: vec![ApiKey::parse(key)],
             insecure: false,
             cors_origins: Vec::new(),
             default_limit: 50,
@@ -54,15 +67,20 @@ impl ApiConfig {
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             pool_size: 16,
+            cursor_secret: None,
+            export_connections: 2,
+            export_timeout: Duration::from_secs(600),
+            http: showpass_core::http::Limits::default(),
+            metrics: showpass_core::http::MetricsAt::Public,
         }
     }
 
-    /// Parses `API_KEYS`: comma-separated, blanks ignored.
-    pub fn parse_keys(list: &str) -> Vec<Secret> {
+    /// Parses `API_KEYS`: comma-separated `key` or `key:admin`, blanks ignored.
+    pub fn parse_keys(list: &str) -> Vec<ApiKey> {
         list.split(',')
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .map(Secret::new)
+            .map(ApiKey::parse)
             .collect()
     }
 
@@ -86,6 +104,7 @@ impl ApiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Role;
 
     #[test]
     fn the_api_refuses_to_start_without_a_key_unless_told_to_run_insecure() {
@@ -98,10 +117,12 @@ mod tests {
 
     #[test]
     fn keys_are_comma_separated_and_trimmed() {
-        let keys = ApiConfig::parse_keys(" a , ,b,");
+        let keys = ApiConfig::parse_keys(" a , ,b:admin,");
         assert_eq!(
-            keys.iter().map(Secret::expose).collect::<Vec<_>>(),
-            ["a", "b"]
+            keys.iter()
+                .map(|k| (k.key.expose(), k.role))
+                .collect::<Vec<_>>(),
+            [("a", Role::Read), ("b", Role::Admin)]
         );
     }
 }

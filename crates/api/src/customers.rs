@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::money::{CurrencyAmount, CurrencyAmounts, Money};
 use crate::orders::{self, OrderOut};
-use crate::page::{self, Cursor, Page, bad_cursor};
+use crate::page::{self, Cursor, CursorKey, Page, bad_cursor};
 use crate::params::{self, Params};
 use crate::server::AppState;
 
@@ -100,6 +100,7 @@ pub(crate) async fn list_customers(
     let org = params::text("org_id", query.org_id.as_deref(), 100)?;
     let page = search_customers(
         &state.pool,
+        &state.cursor_key,
         q.as_deref(),
         org.as_deref(),
         query.cursor.as_deref(),
@@ -112,19 +113,28 @@ pub(crate) async fn list_customers(
 /// The query behind `GET /v1/customers`: by relevance with `q`, else by (organization, e-mail).
 pub async fn search_customers(
     pool: &PgPool,
+    key: &CursorKey,
     q: Option<&str>,
     org: Option<&str>,
     cursor: Option<&str>,
     limit: u32,
 ) -> ApiResult<Page<CustomerOut>> {
+    let db = Db { pool, key };
     match q {
-        None => list_all(pool, org, cursor, limit).await,
-        Some(q) => search(pool, q, org, cursor, limit).await,
+        None => list_all(db, org, cursor, limit).await,
+        Some(q) => search(db, q, org, cursor, limit).await,
     }
 }
 
+/// Where a search reads, and the key its cursors are signed with.
+#[derive(Clone, Copy)]
+struct Db<'a> {
+    pool: &'a PgPool,
+    key: &'a CursorKey,
+}
+
 async fn list_all(
-    pool: &PgPool,
+    db: Db<'_>,
     org: Option<&str>,
     cursor: Option<&str>,
     limit: u32,
@@ -134,7 +144,7 @@ async fn list_all(
         sql.push(" AND c.org_id = ").push_bind(org);
     }
     if let Some(c) = cursor {
-        let parts = Cursor::decode(c, "customers", 2)?;
+        let parts = Cursor::decode(c, "customers", 2, db.key)?;
         sql.push(" AND (c.org_id, c.email) > (")
             .push_bind(parts[0].clone())
             .push(", ")
@@ -143,8 +153,8 @@ async fn list_all(
     }
     sql.push(" ORDER BY c.org_id, c.email LIMIT ")
         .push_bind(i64::from(limit) + 1);
-    let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(pool).await?;
-    Ok(Page::from_rows(rows, limit, |c| {
+    let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(db.pool).await?;
+    Ok(Page::from_rows(rows, limit, db.key, |c| {
         Cursor::new("customers", vec![c.org_id.clone(), c.email.clone()])
     }))
 }
@@ -161,7 +171,7 @@ const DOC: &str = "c.search_doc";
 ///
 /// A cursor remembers its tier, so later pages continue the same listing.
 async fn search(
-    pool: &PgPool,
+    db: Db<'_>,
     q: &str,
     org: Option<&str>,
     cursor: Option<&str>,
@@ -174,36 +184,36 @@ async fn search(
             .all(|c| c.is_ascii_digit() || " +-().".contains(c));
     if phone {
         let after = match cursor {
-            Some(c) => Some(score_and_id(Cursor::decode(c, PHONE, 2)?)?),
+            Some(c) => Some(score_and_id(Cursor::decode(c, PHONE, 2, db.key)?)?),
             None => None,
         };
-        return by_phone(pool, &digits, org, after, limit).await;
+        return by_phone(db, &digits, org, after, limit).await;
     }
     if let Some(c) = cursor {
         let (tier, parts) = [SUBSTRING, CORRECTED, FUZZY]
             .into_iter()
-            .find_map(|t| Cursor::decode(c, t, 2).ok().map(|p| (t, p)))
+            .find_map(|t| Cursor::decode(c, t, 2, db.key).ok().map(|p| (t, p)))
             .ok_or_else(bad_cursor)?;
         let after = Some(score_and_id(parts)?);
         return match tier {
-            SUBSTRING => ranked(pool, q, &words, org, after, limit, SUBSTRING).await,
+            SUBSTRING => ranked(db, q, &words, org, after, limit, SUBSTRING).await,
             CORRECTED => {
-                let corrected = correct(pool, &words).await?;
-                ranked(pool, q, &corrected, org, after, limit, CORRECTED).await
+                let corrected = correct(db.pool, &words).await?;
+                ranked(db, q, &corrected, org, after, limit, CORRECTED).await
             }
-            _ => fuzzy(pool, q, org, after, limit).await,
+            _ => fuzzy(db, q, org, after, limit).await,
         };
     }
-    let page = ranked(pool, q, &words, org, None, limit, SUBSTRING).await?;
+    let page = ranked(db, q, &words, org, None, limit, SUBSTRING).await?;
     if !page.items.is_empty() || !q.chars().any(char::is_alphabetic) {
         return Ok(page);
     }
-    let corrected = correct(pool, &words).await?;
-    let page = ranked(pool, q, &corrected, org, None, limit, CORRECTED).await?;
+    let corrected = correct(db.pool, &words).await?;
+    let page = ranked(db, q, &corrected, org, None, limit, CORRECTED).await?;
     if !page.items.is_empty() {
         return Ok(page);
     }
-    fuzzy(pool, q, org, None, limit).await
+    fuzzy(db, q, org, None, limit).await
 }
 
 fn score_and_id(parts: Vec<String>) -> ApiResult<(f64, Uuid)> {
@@ -214,7 +224,7 @@ fn score_and_id(parts: Vec<String>) -> ApiResult<(f64, Uuid)> {
 
 /// A phone number, or its last digits, however written: matched on the digits' suffix index.
 async fn by_phone(
-    pool: &PgPool,
+    db: Db<'_>,
     digits: &str,
     org: Option<&str>,
     after: Option<(f64, Uuid)>,
@@ -234,7 +244,7 @@ async fn by_phone(
         sql.push(" AND c.org_id = ").push_bind(org.to_owned());
     }
     sql.push(") c WHERE true");
-    finish(pool, sql, after, limit, PHONE).await
+    finish(db, sql, after, limit, PHONE).await
 }
 
 const PHONE: &str = "customers-ph";
@@ -261,7 +271,7 @@ async fn correct(pool: &PgPool, words: &[String]) -> Result<Vec<String>, sqlx::E
 /// Customers whose text holds every word; 2 where it starts with the first, falling towards
 /// 1 the later it occurs; 3 for the exact e-mail.
 async fn ranked(
-    pool: &PgPool,
+    db: Db<'_>,
     q: &str,
     words: &[String],
     org: Option<&str>,
@@ -279,11 +289,11 @@ async fn ranked(
         "SELECT * FROM (SELECT {COLUMNS}, (CASE WHEN c.email = lower("
     ));
     sql.push_bind(q)
-        .push(") THEN 3 ELSE 1 + 1.0 / strpos(")
+        .push(") THEN 3 ELSE 1 + COALESCE(1.0 / NULLIF(strpos(")
         .push(DOC)
         .push(", public.showpass_fold(")
         .push_bind(first.clone())
-        .push(")) END)::float8 AS score FROM customers c WHERE true");
+        .push(")), 0), 0) END)::float8 AS score FROM customers c WHERE true");
     for w in words {
         sql.push(" AND ").push(DOC).push(" LIKE ");
         push_pattern(&mut sql, w);
@@ -292,12 +302,12 @@ async fn ranked(
         sql.push(" AND c.org_id = ").push_bind(org);
     }
     sql.push(") c WHERE true");
-    finish(pool, sql, after, limit, listing).await
+    finish(db, sql, after, limit, listing).await
 }
 
 /// Typo-tolerant: customers whose text has words similar to `q`'s, by similarity.
 async fn fuzzy(
-    pool: &PgPool,
+    db: Db<'_>,
     q: &str,
     org: Option<&str>,
     after: Option<(f64, Uuid)>,
@@ -317,12 +327,12 @@ async fn fuzzy(
         sql.push(" AND c.org_id = ").push_bind(org);
     }
     sql.push(") c WHERE true");
-    finish(pool, sql, after, limit, FUZZY).await
+    finish(db, sql, after, limit, FUZZY).await
 }
 
 /// Keyset on (score descending, id), and the page.
 async fn finish(
-    pool: &PgPool,
+    db: Db<'_>,
     mut sql: QueryBuilder<'_, sqlx::Postgres>,
     after: Option<(f64, Uuid)>,
     limit: u32,
@@ -339,8 +349,8 @@ async fn finish(
     }
     sql.push(" ORDER BY c.score DESC, c.id LIMIT ")
         .push_bind(i64::from(limit) + 1);
-    let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(pool).await?;
-    Ok(Page::from_rows(rows, limit, |c| {
+    let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(db.pool).await?;
+    Ok(Page::from_rows(rows, limit, db.key, |c| {
         Cursor::new(
             listing,
             vec![c.score.unwrap_or_default().to_string(), c.id.to_string()],
@@ -348,15 +358,12 @@ async fn finish(
     }))
 }
 
-/// `'%' || folded q with LIKE's wildcards escaped || '%'`.
+/// `'%' || q folded, then with LIKE's wildcards escaped || '%'`. Folding comes first: it
+/// maps fullwidth `％ ＿ ＼` to `% _ \`, which must then be escaped like any other.
 pub(crate) fn push_pattern(sql: &mut QueryBuilder<'_, sqlx::Postgres>, q: &str) {
-    let escaped = q
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    sql.push("('%' || public.showpass_fold(")
-        .push_bind(escaped)
-        .push(") || '%')");
+    sql.push("('%' || replace(replace(replace(public.showpass_fold(")
+        .push_bind(q.to_owned())
+        .push(r"), '\', '\\'), '%', '\%'), '_', '\_') || '%')");
 }
 
 /// One customer with their orders.

@@ -15,6 +15,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("missing or wrong API key")]
     Unauthorized,
+    /// A key that may read but not write.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Conflict(String),
     /// The stored event aged out of its stream.
@@ -41,6 +44,7 @@ impl ApiError {
             Self::BadParam { .. } => (StatusCode::BAD_REQUEST, "bad-parameter", "Bad parameter"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             Self::Gone(_) => (StatusCode::GONE, "gone", "Gone"),
             Self::Unavailable(_) => (

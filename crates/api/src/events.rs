@@ -71,7 +71,7 @@ pub(crate) async fn list_events(
         sql.push(" AND org_id = ").push_bind(org);
     }
     if let Some(c) = &query.cursor {
-        let p = Cursor::decode(c, "events", 2)?;
+        let p = Cursor::decode(c, "events", 2, &state.cursor_key)?;
         sql.push(" AND (org_id, event_id) > (")
             .push_bind(p[0].clone())
             .push(", ")
@@ -81,7 +81,7 @@ pub(crate) async fn list_events(
     sql.push(" ORDER BY org_id, event_id LIMIT ")
         .push_bind(i64::from(limit) + 1);
     let rows: Vec<EventOut> = sql.build_query_as().fetch_all(&state.pool).await?;
-    let mut page = Page::from_rows(rows, limit, |e| {
+    let mut page = Page::from_rows(rows, limit, &state.cursor_key, |e| {
         Cursor::new("events", vec![e.org_id.clone(), e.event_id.clone()])
     });
 

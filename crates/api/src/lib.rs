@@ -29,7 +29,7 @@ pub use config::{ApiConfig, ConfigError};
 pub mod direct {
     pub use crate::customers::{CustomerOut, search_customers};
     pub use crate::orders::{OrderDetail, find_order};
-    pub use crate::page::Page;
+    pub use crate::page::{CursorKey, Page};
     pub use crate::params::When;
     pub use crate::sales::{SalesFilters, SalesSummary, summarize};
     /// The api's own pool, with its session settings (statement timeout, search threshold,

@@ -16,6 +16,7 @@ use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::page::{self, Cursor, Page};
 use crate::params::{self, Params, Range};
@@ -60,6 +61,9 @@ pub struct DeliveryOut {
     pub body_length: Option<i32>,
     /// Rejected deliveries keep only a prefix of their body.
     pub body_truncated: bool,
+    /// Why an accepted delivery deserves a look: `id_transaction_mismatch: ...` when its
+    /// signed `id` was first accepted with another transaction of the same organization.
+    pub suspect: Option<String>,
 }
 
 /// A delivery with its stored message.
@@ -113,7 +117,7 @@ pub struct LogQuery {
 const COLUMNS: &str = "d.id, d.received_at, d.endpoint, d.outcome, d.reason, d.detail, \
     d.http_status, d.event_type, d.webhook_event_uuid, d.transaction_id, d.org_id, \
     d.remote_addr, d.processing, d.error, d.idempotency_key, d.stream, d.stream_seq, \
-    d.body_sha256, d.body_length, d.body_truncated";
+    d.body_sha256, d.body_length, d.body_truncated, d.suspect";
 
 /// The delivery log, newest first.
 #[utoipa::path(get, path = "/v1/logs", tag = "logs", params(LogQuery),
@@ -177,7 +181,7 @@ pub(crate) async fn list_logs(
         sql.push(" AND d.received_at < ").push_bind(end);
     }
     if let Some(c) = &query.cursor {
-        let p = Cursor::decode(c, "logs", 2)?;
+        let p = Cursor::decode(c, "logs", 2, &state.cursor_key)?;
         let at = DateTime::parse_from_rfc3339(&p[0]).map_err(|_| page::bad_cursor())?;
         let id: Uuid = p[1].parse().map_err(|_| page::bad_cursor())?;
         sql.push(" AND (d.received_at, d.id) < (")
@@ -189,7 +193,7 @@ pub(crate) async fn list_logs(
     sql.push(" ORDER BY d.received_at DESC, d.id DESC LIMIT ")
         .push_bind(i64::from(limit) + 1);
     let rows: Vec<DeliveryOut> = sql.build_query_as().fetch_all(&state.pool).await?;
-    Ok(Json(Page::from_rows(rows, limit, |d| {
+    Ok(Json(Page::from_rows(rows, limit, &state.cursor_key, |d| {
         Cursor::new(
             "logs",
             vec![
@@ -290,7 +294,7 @@ pub(crate) async fn get_log(
     }))
 }
 
-/// Re-publish a stored event for re-processing.
+/// Re-publish a stored event for re-processing (admin key).
 ///
 /// The event goes back on its subject with its original headers (and `Showpass-Replay-Of`), so
 /// subscribers see it again, marked as a replay.
@@ -301,12 +305,14 @@ pub(crate) async fn get_log(
     security(("bearer" = [])),
     responses((status = 202, description = "re-published", body = ReplayOut),
               (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "a read key: replay needs an admin key", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "no such delivery", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "not an accepted delivery: nothing to replay", body = Problem, content_type = "application/problem+json"),
               (status = 410, description = "the message is no longer in the stream", body = Problem, content_type = "application/problem+json"),
               (status = 503, description = "NATS unavailable", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn replay_log(
     State(state): State<AppState>,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<ReplayOut>)> {
     let delivery = find(&state, &id).await?;

@@ -45,13 +45,14 @@ impl Metrics {
 }
 
 /// Times every request under its route template (never the raw path: ids would explode the
-/// label set).
+/// label set), its method (or `other`: a client may send any word as a method) and status.
+/// Every label comes from a fixed set, so no request can add series without bound.
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let started = Instant::now();
     let response = next.run(req).await;
     state
@@ -64,4 +65,34 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
         ])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// A request method as a label: the standard ones, else `other`.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: `curl -X BREW` no longer adds a label series per invented method.
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        for m in ["BREW", "PROPFIND", "X"] {
+            let m = axum::http::Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other");
+        }
+        assert_eq!(method_label(&axum::http::Method::GET), "GET");
+    }
 }

@@ -1,7 +1,7 @@
 //! `/healthz`, `/readyz` and `/metrics`: open, for orchestrators and scrapers.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,11 +10,15 @@ use utoipa::ToSchema;
 
 use crate::server::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+pub(crate) fn router(public_metrics: bool) -> Router<AppState> {
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if public_metrics {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    }
 }
 
 /// Health of the api or of one of its dependencies.
@@ -99,15 +103,11 @@ fn short(s: &str) -> String {
     s.chars().take(200).collect()
 }
 
-/// Prometheus metrics (text format): `showpass_api_request_seconds` by route, method, status.
+/// Prometheus metrics (OpenMetrics text): `showpass_api_request_seconds` by route, method,
+/// status. Not served here when `METRICS_ADDR` moves them to a listener of their own.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    showpass_core::http::metrics_response(state.metrics.render())
 }

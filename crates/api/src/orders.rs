@@ -187,7 +187,7 @@ pub(crate) async fn list_orders(
         .cursor
         .as_deref()
         .map(|c| {
-            let p = Cursor::decode(c, "orders", 3)?;
+            let p = Cursor::decode(c, "orders", 3, &state.cursor_key)?;
             let at = DateTime::parse_from_rfc3339(&p[0]).map_err(|_| page::bad_cursor())?;
             Ok::<_, ApiError>((at.with_timezone(&Utc), p[1].clone(), p[2].clone()))
         })
@@ -244,7 +244,7 @@ pub(crate) async fn list_orders(
     sql.push(" ORDER BY o.created_at DESC, o.org_id DESC, o.transaction_id DESC LIMIT ")
         .push_bind(i64::from(limit) + 1);
     let rows: Vec<OrderOut> = sql.build_query_as().fetch_all(&state.pool).await?;
-    Ok(Json(Page::from_rows(rows, limit, |o| {
+    Ok(Json(Page::from_rows(rows, limit, &state.cursor_key, |o| {
         Cursor::new(
             "orders",
             vec![

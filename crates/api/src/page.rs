@@ -1,15 +1,60 @@
 //! Keyset pagination: `limit` and an opaque `cursor` naming the last row of the previous page.
 //!
 //! A cursor is the sort key of that row, so a page never repeats or skips a row however many
-//! are inserted meanwhile. It is base64url JSON tagged with the listing it belongs to; a
-//! cursor that does not decode, or belongs to another listing, is a 400 naming `cursor`.
+//! are inserted meanwhile. It is base64url JSON tagged with the listing it belongs to, and
+//! signed (HMAC-SHA-256, 128 bits) with the server's cursor key: a cursor that was not handed
+//! out by this server, does not decode, or belongs to another listing is a 400 naming
+//! `cursor`, and nothing a client writes into one ever reaches a query unchecked.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::auth::ApiKey;
 use crate::error::ApiError;
+use showpass_core::Secret;
+
+/// The key cursors are signed with.
+#[derive(Clone)]
+pub struct CursorKey([u8; 32]);
+
+impl std::fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorKey([redacted])")
+    }
+}
+
+impl CursorKey {
+    /// From `API_CURSOR_SECRET`, else from the API keys (so replicas sharing their keys share
+    /// cursors, and they survive restarts), else random (cursors last as long as the process).
+    pub fn derive(secret: Option<&Secret>, keys: &[ApiKey]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"showpass cursor key\0");
+        match secret {
+            Some(s) => h.update(s.expose().as_bytes()),
+            None if !keys.is_empty() => {
+                for k in keys {
+                    h.update(k.key.expose().as_bytes());
+                    h.update(b"\0");
+                }
+            }
+            None => h.update(uuid::Uuid::new_v4().as_bytes()),
+        }
+        Self(h.finalize().into())
+    }
+
+    fn mac(&self, payload: &[u8]) -> [u8; 16] {
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        m.update(payload);
+        let full = m.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+}
 
 /// One page of a list.
 #[derive(Debug, Serialize, ToSchema)]
@@ -21,11 +66,16 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` rows: the extra row only says there is more.
-    pub fn from_rows(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> Cursor) -> Self {
+    pub fn from_rows(
+        mut rows: Vec<T>,
+        limit: u32,
+        signer: &CursorKey,
+        key: impl Fn(&T) -> Cursor,
+    ) -> Self {
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = if more {
-            rows.last().map(|r| key(r).encode())
+            rows.last().map(|r| key(r).encode(signer))
         } else {
             None
         };
@@ -48,21 +98,37 @@ impl Cursor {
         Self { listing, parts }
     }
 
-    pub fn encode(&self) -> String {
+    pub fn encode(&self, key: &CursorKey) -> String {
         let mut all = Vec::with_capacity(self.parts.len() + 1);
         all.push(self.listing);
         all.extend(self.parts.iter().map(String::as_str));
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&all).expect("strings serialize"))
+        let payload = serde_json::to_vec(&all).expect("strings serialize");
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(key.mac(&payload))
+        )
     }
 
-    /// Decodes a cursor of `listing` with exactly `n` parts.
-    pub fn decode(text: &str, listing: &'static str, n: usize) -> Result<Vec<String>, ApiError> {
+    /// Decodes a cursor of `listing` with exactly `n` parts, signed with `key`.
+    pub fn decode(
+        text: &str,
+        listing: &'static str,
+        n: usize,
+        key: &CursorKey,
+    ) -> Result<Vec<String>, ApiError> {
         if text.len() > 2048 {
             return Err(bad_cursor());
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text.trim())
-            .map_err(|_| bad_cursor())?;
+        let (payload, mac) = text.trim().split_once('.').ok_or_else(bad_cursor)?;
+        let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad_cursor())?;
+        let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| bad_cursor())?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            &key.mac(&bytes)[..],
+            &mac[..],
+        )) {
+            return Err(bad_cursor());
+        }
         let mut all: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| bad_cursor())?;
         if all.len() != n + 1 || all[0] != listing {
             return Err(bad_cursor());
@@ -110,23 +176,37 @@ pub fn truncate(v: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_cursor_decodes_to_what_was_encoded() {
-        let c = Cursor::new("orders", vec!["2026-01-01T00:00:00Z".into(), "a\"b".into()]);
-        assert_eq!(Cursor::decode(&c.encode(), "orders", 2).unwrap(), c.parts);
+    fn key() -> CursorKey {
+        CursorKey::derive(Some(&Secret::new("test")), &[])
     }
 
     #[test]
-    fn a_cursor_of_another_listing_or_shape_is_a_bad_cursor() {
+    fn a_cursor_decodes_to_what_was_encoded() {
+        let c = Cursor::new("orders", vec!["2026-01-01T00:00:00Z".into(), "a\"b".into()]);
+        assert_eq!(
+            Cursor::decode(&c.encode(&key()), "orders", 2, &key()).unwrap(),
+            c.parts
+        );
+    }
+
+    /// Issue 12: a cursor this server did not sign is refused, however well-formed.
+    #[test]
+    fn a_forged_foreign_or_malformed_cursor_is_a_bad_cursor() {
         let c = Cursor::new("orders", vec!["x".into()]);
+        let other = CursorKey::derive(Some(&Secret::new("another server")), &[]);
+        let payload = URL_SAFE_NO_PAD.encode(br#"["orders","x' OR 1=1 --"]"#);
+        let forged = format!("{payload}.{}", URL_SAFE_NO_PAD.encode([0u8; 16]));
+        let unsigned = payload.clone();
         for (text, listing, n) in [
-            (c.encode(), "customers", 1),
-            (c.encode(), "orders", 2),
+            (c.encode(&key()), "customers", 1),
+            (c.encode(&key()), "orders", 2),
+            (c.encode(&other), "orders", 1),
+            (forged, "orders", 1),
+            (unsigned, "orders", 1),
             ("not base64!".to_owned(), "orders", 1),
-            (URL_SAFE_NO_PAD.encode("{\"a\":1}"), "orders", 1),
             ("A".repeat(5000), "orders", 1),
         ] {
-            let e = Cursor::decode(&text, listing, n).unwrap_err();
+            let e = Cursor::decode(&text, listing, n, &key()).unwrap_err();
             assert!(
                 matches!(
                     e,
@@ -157,13 +237,17 @@ mod tests {
 
     #[test]
     fn a_page_has_a_cursor_only_when_more_rows_follow() {
-        let key = |n: &u32| Cursor::new("n", vec![n.to_string()]);
-        let page = Page::from_rows(vec![1, 2, 3], 2, key);
+        let by = |n: &u32| Cursor::new("n", vec![n.to_string()]);
+        let page = Page::from_rows(vec![1, 2, 3], 2, &key(), by);
         assert_eq!(page.items, [1, 2]);
         assert_eq!(
-            Cursor::decode(page.next_cursor.as_deref().unwrap(), "n", 1).unwrap(),
+            Cursor::decode(page.next_cursor.as_deref().unwrap(), "n", 1, &key()).unwrap(),
             ["2"]
         );
-        assert!(Page::from_rows(vec![1, 2], 2, key).next_cursor.is_none());
+        assert!(
+            Page::from_rows(vec![1, 2], 2, &key(), by)
+                .next_cursor
+                .is_none()
+        );
     }
 }

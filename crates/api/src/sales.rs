@@ -76,10 +76,17 @@ pub struct SalesSummary {
     /// The time zone days are counted in.
     #[schema(example = "UTC")]
     pub tz: String,
+    /// At most 5,000 rows (`MAX_ROWS`), by key.
     pub rows: Vec<SalesRow>,
+    /// True when there were more than 5,000 rows and only the first 5,000 are here: narrow
+    /// the range, or filter by event. `totals` are complete whatever the rows.
+    pub truncated: bool,
     /// One entry per currency.
     pub totals: Vec<SalesTotal>,
 }
+
+/// Most rows a summary answers.
+pub const MAX_ROWS: usize = 5_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -286,7 +293,8 @@ fn is_utc(tz: &str) -> bool {
 
 /// Sales rows and per-currency totals.
 ///
-/// Answered from incrementally maintained 15-minute aggregates, never a scan of raw rows.
+/// Answered from incrementally maintained 15-minute aggregates, never a scan of raw rows. At
+/// most 5,000 rows (`truncated` says when there were more); the totals are always complete.
 /// With `format=csv` (or `Accept: text/csv`) the answer is instead the itemised export: one
 /// line per invoice line, refunds and voids negative, streamed.
 #[utoipa::path(get, path = "/v1/sales/summary", tag = "sales", params(SalesQuery),
@@ -353,8 +361,9 @@ pub async fn summarize(
             "(SELECT sh.name FROM shows sh WHERE sh.org_id = g.org_id AND sh.event_id = g.key)"
         }
         "ticket_type" => {
-            "(SELECT t.ticket_type_name FROM tickets t WHERE t.event_id = g.event_id \
-             AND t.ticket_type_id = g.key AND t.ticket_type_name IS NOT NULL LIMIT 1)"
+            "(SELECT t.ticket_type_name FROM tickets t WHERE t.org_id = g.org_id \
+             AND t.event_id = g.event_id AND t.ticket_type_id = g.key \
+             AND t.ticket_type_name IS NOT NULL LIMIT 1)"
         }
         _ => "g.label",
     });
@@ -377,7 +386,8 @@ pub async fn summarize(
     let range = filters.range(pool).await?;
     let local_days = group_by == "day" && !is_utc(&filters.tz);
     filters.push_cells(&mut sql, table, has_event, range, local_days);
-    sql.push(" GROUP BY 1, 2, s.currency) g ORDER BY g.key, g.currency");
+    sql.push(" GROUP BY 1, 2, s.currency) g ORDER BY g.key, g.currency LIMIT ")
+        .push_bind((MAX_ROWS + 1) as i64);
 
     // Totals from the coarsest grain the filters allow, where each order counts once.
     let totals_table = if filters.event.is_some() {
@@ -404,11 +414,14 @@ pub async fn summarize(
             r.label = Some(r.key.clone());
         }
     }
+    let truncated = rows.len() > MAX_ROWS;
+    rows.truncate(MAX_ROWS);
 
     Ok(SalesSummary {
         group_by,
         tz: filters.tz,
         rows,
+        truncated,
         totals,
     })
 }
@@ -529,9 +542,15 @@ impl ExportLine {
     }
 }
 
-/// RFC 4180 quoting; text a spreadsheet would run as a formula gets a leading `'`.
+/// RFC 4180 quoting; text a spreadsheet would run as a formula gets a leading `'`. A number
+/// (`-12.50`, `+1`) is left alone: it is data, not a formula.
 fn push_field(out: &mut String, v: &str) {
-    let formula = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let number = !v.is_empty()
+        && v.trim() == v
+        && v.parse::<f64>().is_ok_and(f64::is_finite)
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    let formula = !number && v.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quote = formula || v.contains([',', '"', '\n', '\r']);
     if !quote {
         out.push_str(v);
@@ -579,7 +598,7 @@ fn export(state: AppState, filters: SalesFilters, range: Range) -> Response {
             sql.push(" AND i.event_id = ").push_bind(e.clone());
         }
         sql.push(" ORDER BY s.received_at, s.stream_seq, i.line_no");
-        let mut rows = sql.build_query_as::<ExportLine>().fetch(&state.pool);
+        let mut rows = sql.build_query_as::<ExportLine>().fetch(&state.export_pool);
         let mut chunk = String::from(CSV_HEADER);
         loop {
             match rows.next().await {
@@ -708,5 +727,16 @@ mod tests {
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(field("line\nbreak"), "\"line\nbreak\"");
+        assert_eq!(field("-cmd|' /C calc'!A0"), "\"'-cmd|' /C calc'!A0\"");
+    }
+
+    /// Issue 12: the guard defuses formulas, not negative numbers.
+    #[test]
+    fn csv_numbers_are_left_alone() {
+        for n in ["-12.50", "+1", "-0", "1e3"] {
+            assert_eq!(field(n), n);
+        }
+        assert_eq!(field("-1+2"), "\"'-1+2\"", "an expression is not a number");
+        assert_eq!(field("+inf"), "\"'+inf\"");
     }
 }

@@ -1,6 +1,5 @@
 //! Serving: the state every handler shares, the router, and `run`.
 
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +18,10 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::Keys;
 use crate::config::ApiConfig;
 use crate::metrics::Metrics;
+use crate::page::CursorKey;
 use crate::{auth, customers, events, logs, metrics, ops, orders, sales, tickets};
 use showpass_core::CancellationToken;
+use showpass_core::http::MetricsAt;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -28,10 +29,13 @@ pub(crate) struct AppState(Arc<Inner>);
 
 pub(crate) struct Inner {
     pub pool: PgPool,
+    /// CSV exports' own connections, with their own statement timeout.
+    pub export_pool: PgPool,
     /// JetStream, for payloads and replay, when configured.
     pub js: Option<jetstream::Context>,
     pub config: ApiConfig,
     pub keys: Keys,
+    pub cursor_key: CursorKey,
     pub metrics: Metrics,
 }
 
@@ -48,13 +52,21 @@ impl AppState {
         crate::page::limit(raw, self.config.default_limit, self.config.max_limit)
     }
 
-    pub fn new(pool: PgPool, js: Option<jetstream::Context>, config: ApiConfig) -> Self {
+    pub fn new(
+        pool: PgPool,
+        export_pool: PgPool,
+        js: Option<jetstream::Context>,
+        config: ApiConfig,
+    ) -> Self {
         let keys = Keys::new(&config.keys);
+        let cursor_key = CursorKey::derive(config.cursor_secret.as_ref(), &config.keys);
         Self(Arc::new(Inner {
             pool,
+            export_pool,
             js,
             config,
             keys,
+            cursor_key,
             metrics: Metrics::new(),
         }))
     }
@@ -79,9 +91,10 @@ pub(crate) fn router(state: AppState) -> Router {
     let cors = cors(&state.config.cors_origins);
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit;
+    let public_metrics = matches!(state.config.metrics, MetricsAt::Public);
     Router::new()
         .nest("/v1", v1)
-        .merge(ops::router())
+        .merge(ops::router(public_metrics))
         .merge(crate::openapi::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -117,7 +130,17 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// above `jit_above_cost` (a correlated label lookup per group): compiling them took ~340 ms
 /// of a 9 ms summary on the benchmark's data, at every request.
 pub fn pool(config: &ApiConfig) -> anyhow::Result<PgPool> {
-    let statement_timeout = config.request_timeout.as_millis().max(1000).to_string();
+    pool_of(config, config.pool_size, config.request_timeout)
+}
+
+/// The CSV exports' pool: few connections, so exports cannot take the queries' connections,
+/// and a statement time of their own, long enough for a large export.
+fn export_pool(config: &ApiConfig) -> anyhow::Result<PgPool> {
+    pool_of(config, config.export_connections, config.export_timeout)
+}
+
+fn pool_of(config: &ApiConfig, size: u32, timeout: Duration) -> anyhow::Result<PgPool> {
+    let statement_timeout = timeout.as_millis().max(1000).to_string();
     let options = showpass_store::options(&config.database_url)?.options([
         ("statement_timeout", statement_timeout.as_str()),
         // Typo tolerance of customer search (`<%`): lower than the 0.6 default, so one
@@ -127,7 +150,7 @@ pub fn pool(config: &ApiConfig) -> anyhow::Result<PgPool> {
         ("application_name", "showpass-api"),
     ]);
     Ok(PgPoolOptions::new()
-        .max_connections(config.pool_size)
+        .max_connections(size.max(1))
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options))
 }
@@ -143,6 +166,7 @@ pub async fn run(
         tracing::warn!("API started insecure: /v1 answers anyone, without a key");
     }
     let pool = pool(&config)?;
+    let export_pool = export_pool(&config)?;
     let js = match &config.nats {
         Some(nats) => {
             let client = showpass_core::nats::connect(nats, "showpass-api").await?;
@@ -153,19 +177,21 @@ pub async fn run(
         }
         None => None,
     };
-    let state = AppState::new(pool.clone(), js, config);
+    let state = AppState::new(pool.clone(), export_pool.clone(), js, config);
+    if let MetricsAt::Private(hub) = &state.config.metrics {
+        let s = state.clone();
+        hub.add(Arc::new(move || s.metrics.render()));
+    }
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
     tracing::info!(%addr, "api listening");
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
-    .context("serving HTTP")?;
+    let limits = state.config.http;
+    showpass_core::http::serve(listener, router(state), limits, shutdown)
+        .await
+        .context("serving HTTP")?;
     pool.close().await;
+    export_pool.close().await;
     tracing::info!("api stopped");
     Ok(())
 }

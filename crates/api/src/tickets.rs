@@ -114,7 +114,7 @@ pub(crate) async fn list_tickets(
             .push(")");
     }
     if let Some(c) = &query.cursor {
-        let p = Cursor::decode(c, "tickets", 2)?;
+        let p = Cursor::decode(c, "tickets", 2, &state.cursor_key)?;
         sql.push(" AND (t.org_id, t.id) > (")
             .push_bind(p[0].clone())
             .push(", ")
@@ -124,7 +124,7 @@ pub(crate) async fn list_tickets(
     sql.push(" ORDER BY t.org_id, t.id LIMIT ")
         .push_bind(i64::from(limit) + 1);
     let rows: Vec<TicketOut> = sql.build_query_as().fetch_all(&state.pool).await?;
-    Ok(Json(Page::from_rows(rows, limit, |t| {
+    Ok(Json(Page::from_rows(rows, limit, &state.cursor_key, |t| {
         Cursor::new("tickets", vec![t.org_id.clone(), t.id.clone()])
     })))
 }

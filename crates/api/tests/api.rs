@@ -13,7 +13,9 @@ use showpass_payload::samples::SampleKind::{self, *};
 use showpass_testkit::*;
 use sqlx::PgPool;
 
+/// The platform's admin key (`key:admin` in API_KEYS), and a read-only one.
 const KEY: &str = "test-api-key-4b1d";
+const READ_KEY: &str = "test-read-key-77c0";
 
 /// ingest, projector and api on the test's own streams and database.
 struct Platform {
@@ -29,7 +31,12 @@ impl Platform {
         let ingest = TestIngest::start().await;
         let projector = TestProjector::start(&ingest, &pool, |_| {});
         let db = pool.connect_options().get_database().unwrap().to_owned();
-        let config = ApiConfig::local(database_url_of(&db), Some(ingest.config.nats.clone()), KEY);
+        let mut config = ApiConfig::local(
+            database_url_of(&db),
+            Some(ingest.config.nats.clone()),
+            &format!("{KEY}:admin"),
+        );
+        config.keys.extend(ApiConfig::parse_keys(READ_KEY));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -806,7 +813,7 @@ async fn without_nats_logs_still_answer_and_replay_is_a_503(pool: PgPool) {
     let mut nats = p.ingest.config.nats.clone();
     nats.url = format!("nats://{dead}");
     let db = p.pool.connect_options().get_database().unwrap().to_owned();
-    let config = ApiConfig::local(database_url_of(&db), Some(nats), KEY);
+    let config = ApiConfig::local(database_url_of(&db), Some(nats), &format!("{KEY}:admin"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(showpass_api::run(config, listener, p.shutdown.clone()));
@@ -835,4 +842,211 @@ async fn without_nats_logs_still_answer_and_replay_is_a_503(pool: PgPool) {
     assert_eq!(status, 503);
     assert_eq!(content_type, "application/problem+json");
     p.stop().await;
+}
+
+/// Issue 12: writes need an admin key; a read key reads and gets 403 for a replay.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_read_key_reads_but_cannot_replay(pool: PgPool) {
+    let p = Platform::start(pool).await;
+    p.deliver(Purchase, "rk-1", "RK1", "20").await;
+    p.settle().await;
+    let (status, page, _) = p.call("GET", "/v1/logs", Some(READ_KEY)).await;
+    assert_eq!(status, 200, "{page}");
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/logs/{id}/replay");
+    let (status, problem, content_type) = p.call("POST", &path, Some(READ_KEY)).await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert!(problem["detail"].as_str().unwrap().contains("admin"));
+    let (status, _, _) = p.call("POST", &path, Some(KEY)).await;
+    assert_eq!(status, 202, "the admin key may");
+    p.stop().await;
+}
+
+/// Issue 12: the search pattern is folded before its wildcards are escaped, so a fullwidth
+/// `％` (which folds to `%`) matches a literal percent sign, not every customer; and the
+/// rank never divides by zero, with customers present.
+#[sqlx::test(migrations = "../../migrations")]
+async fn fullwidth_wildcards_match_themselves_and_never_break_the_rank(pool: PgPool) {
+    let p = Platform::start(pool).await;
+    p.deliver(Purchase, "fw-1", "FW1", "20").await;
+    p.deliver_body(purchase_by(
+        "fw-2",
+        "FW2",
+        "20",
+        "Per Cent",
+        "per%cent@example.com",
+    ))
+    .await;
+    p.settle().await;
+    for q in ["％", "＿", "＼", "%25"] {
+        let page = p.get_ok(&format!("/v1/customers?q={}", urlencode(q))).await;
+        let emails: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["email"].as_str().unwrap())
+            .collect();
+        assert!(
+            emails.iter().all(|e| e.contains(['%', '_', '\\'])),
+            "{q}: {emails:?}"
+        );
+    }
+    let page = p
+        .get_ok(&format!("/v1/customers?q={}", urlencode("％")))
+        .await;
+    assert_eq!(page["items"][0]["email"], "per%cent@example.com");
+    p.stop().await;
+}
+
+/// Issue 12: a cursor is signed; one changed by a client is a 400 naming `cursor`.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_tampered_cursor_is_refused(pool: PgPool) {
+    let p = Platform::start(pool).await;
+    for i in 0..3 {
+        p.deliver(Purchase, &format!("cu-{i}"), &format!("CU{i}"), "20")
+            .await;
+    }
+    p.settle().await;
+    let page = p.get_ok("/v1/orders?limit=1").await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(
+        p.get_ok(&format!("/v1/orders?limit=1&cursor={cursor}"))
+            .await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (payload, mac) = cursor.split_once('.').unwrap();
+    let mut forged = payload.as_bytes().to_vec();
+    forged[3] ^= 1;
+    let forged = format!("{}.{mac}", String::from_utf8(forged).unwrap());
+    let problem = p
+        .problem(&format!("/v1/orders?limit=1&cursor={forged}"), 400)
+        .await;
+    assert_eq!(problem["param"], "cursor");
+    p.stop().await;
+}
+
+/// Issue 12: a ticket type's label comes from its own organization's tickets, and a summary
+/// stops at 5,000 rows, saying so, with complete totals.
+#[sqlx::test(migrations = "../../migrations")]
+async fn sales_labels_stay_in_their_organization_and_rows_are_capped(pool: PgPool) {
+    let p = Platform::start(pool.clone()).await;
+    p.deliver(Purchase, "lb-1", "LB1", "20").await;
+    let other = edit(&sample_body(Purchase, "lb-2", "LB2", "31"), |v| {
+        for t in v["data"]["ticket_items"].as_array_mut().unwrap() {
+            t["ticket_type_name"] = json!("Secret VIP of org 31");
+        }
+    });
+    p.deliver_body(other).await;
+    p.settle().await;
+    let summary = p
+        .get_ok("/v1/sales/summary?group_by=ticket_type&org_id=20")
+        .await;
+    assert_eq!(
+        summary["rows"][0]["label"], "General admission",
+        "{summary}"
+    );
+    assert_eq!(summary["truncated"], false);
+
+    // 5,001 ticket types in one organization's daily tier.
+    sqlx::query(
+        "INSERT INTO sales_by_ticket_type_daily (org_id, event_id, ticket_type_id, bucket,
+             payment_type, currency, orders, tickets, net_sales)
+         SELECT '77', 'E', 'tt-' || n, '2026-11-01T00:00:00Z', 'credit', 'CAD', 1, 1, 1
+         FROM generate_series(1, 5001) AS n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let summary = p
+        .get_ok("/v1/sales/summary?group_by=ticket_type&org_id=77")
+        .await;
+    assert_eq!(summary["rows"].as_array().unwrap().len(), 5000);
+    assert_eq!(summary["truncated"], true);
+    p.stop().await;
+}
+
+/// Issue 12: a method of the client's invention adds no metrics series of its own.
+#[sqlx::test(migrations = "../../migrations")]
+async fn invented_methods_share_one_metrics_label(pool: PgPool) {
+    let p = Platform::start(pool).await;
+    for m in ["BREW", "PROPFIND", "WHATEVER"] {
+        let _ = p.call(m, "/metrics", None).await;
+    }
+    let (_, _, _) = p.call("GET", "/healthz", None).await;
+    let (status, body) = showpass_testkit::get(p.api, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains("BREW") && !body.contains("PROPFIND"),
+        "{body}"
+    );
+    assert!(body.contains(r#"method="other""#), "{body}");
+    p.stop().await;
+}
+
+/// Issue 12: with METRICS_ADDR, `/metrics` leaves the public listener for the process's own
+/// metrics listener.
+#[sqlx::test(migrations = "../../migrations")]
+async fn metrics_can_move_off_the_public_listener(pool: PgPool) {
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    let hub = showpass_core::http::MetricsHub::default();
+    let mut config = ApiConfig::local(database_url_of(&db), None, KEY);
+    config.metrics = showpass_core::http::MetricsAt::Private(hub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(showpass_api::run(config, listener, shutdown.clone()));
+    let (status, _, _) = raw(addr, "GET", "/healthz", &[]).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = raw(addr, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 404, "not on the public listener");
+    assert!(
+        hub.render().contains("showpass_api_request_seconds"),
+        "{}",
+        hub.render()
+    );
+    shutdown.cancel();
+}
+
+/// Issue 12: an export that fails midway (here: its statement times out behind a lock) ends
+/// its body with an error, never as a file that looks complete; and it runs on connections of
+/// its own, so the api's queries go on meanwhile.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_failing_export_ends_with_an_error_and_never_takes_the_queries_connections(pool: PgPool) {
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    let mut config = ApiConfig::local(database_url_of(&db), None, KEY);
+    config.export_connections = 1;
+    config.export_timeout = Duration::from_secs(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(showpass_api::run(config, listener, shutdown.clone()));
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE invoices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let auth = format!("Bearer {KEY}");
+    let headers = [("authorization", auth.as_str())];
+    let export = request_full(
+        addr,
+        "GET",
+        "/v1/sales/summary?format=csv",
+        &headers,
+        Bytes::new(),
+    );
+    let query = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        raw(addr, "GET", "/v1/customers", &[("authorization", &auth)])
+            .await
+            .0
+    };
+    let (export, query) = tokio::join!(export, query);
+    assert_eq!(query, 200, "the queries' own connections answer");
+    assert!(export.is_err(), "the export ends with an error: {export:?}");
+    lock.rollback().await.unwrap();
+    shutdown.cancel();
 }

@@ -70,7 +70,8 @@ impl Query {
     async fn direct(&self, pool: &PgPool) -> anyhow::Result<()> {
         match self {
             Self::Search { q, org } => {
-                direct::search_customers(pool, Some(q), org.as_deref(), None, 50).await?;
+                let key = direct::CursorKey::derive(None, &[]);
+                direct::search_customers(pool, &key, Some(q), org.as_deref(), None, 50).await?;
             }
             Self::Order { tx } => {
                 direct::find_order(pool, tx, None).await?;

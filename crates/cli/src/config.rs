@@ -47,6 +47,19 @@ pub struct NatsArgs {
     /// Age limit of the deliveries stream (duplicates and rejections).
     #[arg(long = "nats-deliveries-max-age", env = "NATS_DELIVERIES_MAX_AGE", default_value = "30days", value_parser = parse_duration)]
     pub deliveries_max_age: Duration,
+    /// Size limit of the deliveries stream in bytes; the oldest records go first.
+    #[arg(long = "nats-deliveries-max-bytes", env = "NATS_DELIVERIES_MAX_BYTES", default_value_t = 1 << 30)]
+    pub deliveries_max_bytes: i64,
+    /// A NATS credentials file (JWT and NKey seed).
+    #[arg(long = "nats-creds", env = "NATS_CREDS")]
+    pub creds: Option<std::path::PathBuf>,
+    /// A NATS token (or put `user:password@` or `token@` in NATS_URL).
+    #[arg(long = "nats-token", env = "NATS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Create and update the streams at start. `false` where NATS permissions leave that to
+    /// `showpass migrate`: the service then waits for them to exist.
+    #[arg(long = "nats-provision", env = "NATS_PROVISION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub provision: bool,
 }
 
 impl NatsArgs {
@@ -59,7 +72,15 @@ impl NatsArgs {
             events_max_age: self.events_max_age,
             events_max_bytes: self.events_max_bytes,
             deliveries_max_age: self.deliveries_max_age,
+            deliveries_max_bytes: self.deliveries_max_bytes,
+            provision: self.provision,
+            creds: self.creds.clone(),
+            token: self.token.as_deref().map(showpass_core::Secret::new),
         };
+        anyhow::ensure!(
+            config.deliveries_max_bytes > 0,
+            "NATS_DELIVERIES_MAX_BYTES must be positive"
+        );
         config.validate()?;
         Ok(config)
     }
@@ -82,7 +103,10 @@ pub struct IngestArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
-    /// Named endpoints: `name=secret[|newsecret],other=secret`.
+    /// Organizations the default endpoint accepts, comma-separated (unset: any, with a warning).
+    #[arg(long = "showpass-webhook-orgs", env = "SHOWPASS_WEBHOOK_ORGS")]
+    pub webhook_orgs: Option<String>,
+    /// Named endpoints: `name=secret[|newsecret][@org[+org...]],other=secret`.
     #[arg(
         long = "showpass-endpoints",
         env = "SHOWPASS_ENDPOINTS",
@@ -112,14 +136,64 @@ pub struct IngestArgs {
         default_value_t = 256
     )]
     pub rejected_body_prefix: usize,
+    /// Rejections recorded in the delivery log per source address a minute (past it: counted).
+    #[arg(
+        long = "ingest-rejection-records-per-minute",
+        env = "INGEST_REJECTION_RECORDS_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub rejection_records_per_minute: u32,
+    /// Memory for request bodies being read at once, in bytes.
+    #[arg(long = "ingest-body-budget", env = "INGEST_BODY_BUDGET", default_value_t = 64 * 1024 * 1024)]
+    pub body_budget: usize,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
 }
 
+/// The limits of a public HTTP listener, and where `/metrics` goes.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// How long a client may take to send a request's headers.
+    #[arg(long = "http-header-read-timeout", env = "HTTP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Most connections open at once on each listener.
+    #[arg(
+        long = "http-max-connections",
+        env = "HTTP_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+    /// Serve `/metrics` on this address only, not on the public listeners.
+    #[arg(long = "metrics-addr", env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl HttpArgs {
+    pub fn limits(&self) -> anyhow::Result<showpass_core::http::Limits> {
+        anyhow::ensure!(
+            !self.header_read_timeout.is_zero(),
+            "HTTP_HEADER_READ_TIMEOUT must be positive"
+        );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "HTTP_MAX_CONNECTIONS must be positive"
+        );
+        Ok(showpass_core::http::Limits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
 impl IngestArgs {
     pub fn load(self) -> anyhow::Result<(IngestConfig, SocketAddr)> {
-        let endpoints =
-            Endpoints::parse(self.webhook_secret.as_deref(), self.endpoints.as_deref())?;
+        let endpoints = Endpoints::parse_with_orgs(
+            self.webhook_secret.as_deref(),
+            self.webhook_orgs.as_deref(),
+            self.endpoints.as_deref(),
+        )?;
         let allowlist = match (&self.allowlist, &self.trusted_proxies) {
             (None, None) => None,
             (a, p) => Some(Allowlist::parse(
@@ -140,6 +214,11 @@ impl IngestArgs {
             request_timeout: self.request_timeout,
             allowlist,
             rejected_body_prefix: self.rejected_body_prefix,
+            rejection_records_per_minute: self.rejection_records_per_minute,
+            body_budget: self.body_budget.max(self.body_limit),
+            log_queue_bytes: 16 * 1024 * 1024,
+            http: self.http.limits()?,
+            metrics: showpass_core::http::MetricsAt::Public,
         };
         Ok((config, self.addr))
     }
@@ -175,6 +254,9 @@ pub struct ProjectorOnlyArgs {
         default_value_t = 20_000
     )]
     pub max_ack_pending: i64,
+    /// How long duplicate and rejected deliveries stay in the delivery log (0: for ever).
+    #[arg(long = "delivery-log-retention", env = "DELIVERY_LOG_RETENTION", default_value = "30days", value_parser = parse_duration)]
+    pub log_retention: Duration,
 }
 
 impl ProjectorOnlyArgs {
@@ -195,6 +277,7 @@ impl ProjectorOnlyArgs {
             batch_linger: self.batch_linger,
             max_ack_pending: self.max_ack_pending,
             standby_poll: Duration::from_millis(500),
+            log_retention: self.log_retention,
         })
     }
 }
@@ -238,10 +321,32 @@ pub struct ApiOnlyArgs {
     /// PostgreSQL connections of the api.
     #[arg(long = "api-db-pool", env = "API_DB_POOL", default_value_t = 16)]
     pub api_pool_size: u32,
+    /// Signs pagination cursors (unset: derived from API_KEYS).
+    #[arg(
+        long = "api-cursor-secret",
+        env = "API_CURSOR_SECRET",
+        hide_env_values = true
+    )]
+    pub api_cursor_secret: Option<String>,
+    /// How long a CSV export's statement may take.
+    #[arg(long = "api-export-timeout", env = "API_EXPORT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub api_export_timeout: Duration,
+    /// PostgreSQL connections for CSV exports (at most this many run at once).
+    #[arg(
+        long = "api-export-connections",
+        env = "API_EXPORT_CONNECTIONS",
+        default_value_t = 2
+    )]
+    pub api_export_connections: u32,
 }
 
 impl ApiOnlyArgs {
-    pub fn config(&self, database: &DatabaseArgs, nats: NatsConfig) -> anyhow::Result<ApiConfig> {
+    pub fn config(
+        &self,
+        database: &DatabaseArgs,
+        nats: NatsConfig,
+        http: &HttpArgs,
+    ) -> anyhow::Result<ApiConfig> {
         showpass_store::options(&database.database_url)?;
         anyhow::ensure!(self.api_pool_size > 0, "API_DB_POOL must be positive");
         let config = ApiConfig {
@@ -263,6 +368,15 @@ impl ApiOnlyArgs {
             body_limit: 64 * 1024,
             request_timeout: self.api_request_timeout,
             pool_size: self.api_pool_size,
+            cursor_secret: self
+                .api_cursor_secret
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(showpass_core::Secret::new),
+            export_connections: self.api_export_connections.max(1),
+            export_timeout: self.api_export_timeout,
+            http: http.limits()?,
+            metrics: showpass_core::http::MetricsAt::Public,
         };
         config.validate()?;
         Ok(config)
@@ -274,6 +388,8 @@ impl ApiOnlyArgs {
 pub struct ApiArgs {
     #[command(flatten)]
     pub api: ApiOnlyArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -301,6 +417,14 @@ pub struct MigrateArgs {
     /// NATS server that cannot change it in place (before 2.10). Stop ingest first.
     #[arg(long)]
     pub upgrade_events_stream: bool,
+    /// The api's own PostgreSQL URL: `migrate` makes its user a read-only login with that
+    /// password (the api never writes the read models).
+    #[arg(
+        long = "api-database-url",
+        env = "API_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub api_database_url: Option<String>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -311,7 +435,13 @@ impl MigrateArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         showpass_store::migrate(&self.database.database_url).await?;
         println!("database ready: migrations applied");
-        let config = self.nats.config()?;
+        if let Some(reader) = self.api_database_url.as_deref().filter(|u| !u.is_empty()) {
+            let role = showpass_store::ensure_reader(&self.database.database_url, reader).await?;
+            println!("read-only role ready: {role}");
+        }
+        let mut config = self.nats.config()?;
+        // migrate is what provisions, whatever the services are told.
+        config.provision = true;
         let client = nats::connect(&config, "showpass-migrate").await?;
         let js = nats::jetstream(client, Duration::from_secs(5));
         if self.upgrade_events_stream {
@@ -321,6 +451,14 @@ impl MigrateArgs {
                 config.events_stream(),
                 report.messages
             );
+            if report.missing > 0 {
+                eprintln!(
+                    "warning: {} messages were not carried over (resends JetStream took for \
+                     duplicates); the old stream's copy is kept as {}_UPGRADE",
+                    report.missing,
+                    config.events_stream()
+                );
+            }
             if report.resequenced {
                 // The read models (and the delivery log) name messages by sequence.
                 println!("its sequence numbers changed: rebuilding the read models from it");

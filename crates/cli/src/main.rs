@@ -30,13 +30,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the webhook receiver (HTTP, default 0.0.0.0:8080).
-    Ingest(config::IngestArgs),
+    Ingest(Box<config::IngestArgs>),
     /// Run the consumer that maintains the read models in PostgreSQL.
     Projector(config::ProjectorArgs),
     /// Run the query API (HTTP, default 0.0.0.0:8081).
     Api(config::ApiArgs),
     /// Run ingest, the projector and the api in one process: the local default.
-    All(config::AllArgs),
+    All(Box<config::AllArgs>),
     /// Create the database if missing, apply migrations, provision the streams (idempotent).
     Migrate(config::MigrateArgs),
     /// Rebuild every read model from the streams, then swap it in atomically.
@@ -70,6 +70,27 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// With `METRICS_ADDR`, every service of this process reports to one hub served there, and
+/// not on the public listeners.
+async fn metrics_at(
+    addr: Option<std::net::SocketAddr>,
+    shutdown: &showpass_core::CancellationToken,
+) -> anyhow::Result<showpass_core::http::MetricsAt> {
+    let Some(addr) = addr else {
+        return Ok(showpass_core::http::MetricsAt::Public);
+    };
+    let hub = showpass_core::http::MetricsHub::default();
+    let listener = bind(addr, "METRICS_ADDR").await?;
+    tokio::spawn(showpass_core::http::serve(
+        listener,
+        hub.router(),
+        showpass_core::http::Limits::default(),
+        shutdown.clone(),
+    ));
+    tracing::info!(%addr, "metrics listening");
+    Ok(showpass_core::http::MetricsAt::Private(hub))
+}
+
 async fn bind(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -89,9 +110,12 @@ fn progress_bar(stream: &str, done: u64, total: u64) -> String {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Ingest(args) => {
-            let (config, addr) = args.load()?;
+            let shutdown = showpass_core::shutdown::on_signal();
+            let metrics_addr = args.http.metrics_addr;
+            let (mut config, addr) = args.load()?;
             let listener = bind(addr, "INGEST_ADDR").await?;
-            showpass_ingest::run(config, listener, showpass_core::shutdown::on_signal()).await
+            config.metrics = metrics_at(metrics_addr, &shutdown).await?;
+            showpass_ingest::run(config, listener, shutdown).await
         }
         Command::Projector(args) => {
             let config = args.config()?;
@@ -99,16 +123,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             showpass_projector::run(config, showpass_core::shutdown::on_signal()).await
         }
         Command::Api(args) => {
-            let config = args.api.config(&args.database, args.nats.config()?)?;
+            let shutdown = showpass_core::shutdown::on_signal();
+            let mut config = args
+                .api
+                .config(&args.database, args.nats.config()?, &args.http)?;
             let listener = bind(args.api.api_addr, "API_ADDR").await?;
-            showpass_api::run(config, listener, showpass_core::shutdown::on_signal()).await
+            config.metrics = metrics_at(args.http.metrics_addr, &shutdown).await?;
+            showpass_api::run(config, listener, shutdown).await
         }
         Command::All(args) => {
             let nats = args.ingest.nats.config()?;
             let projector = args.projector.config(nats.clone())?;
             // Without a key the api refuses to start; ingest and the projector still run, so
             // a local run that only receives webhooks needs no key.
-            let api = match args.api.config(&args.projector.database, nats) {
+            let api = match args
+                .api
+                .config(&args.projector.database, nats, &args.ingest.http)
+            {
                 Ok(api) => Some(api),
                 Err(e)
                     if e.downcast_ref::<showpass_api::ConfigError>()
@@ -119,7 +150,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
                 Err(e) => return Err(e),
             };
-            let (ingest, addr) = args.ingest.load()?;
+            let metrics_addr = args.ingest.http.metrics_addr;
+            let (mut ingest, addr) = args.ingest.load()?;
             showpass_store::migrate(&projector.database_url).await?;
             let api_addr = args.api.api_addr;
             // Bound now, so a port in use fails the start; a restarted component binds again.
@@ -129,6 +161,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 None => None,
             };
             let shutdown = showpass_core::shutdown::on_signal();
+            // One metrics listener for every part, when METRICS_ADDR asks for it.
+            ingest.metrics = metrics_at(metrics_addr, &shutdown).await?;
+            let api = api.map(|mut a| {
+                a.metrics = ingest.metrics.clone();
+                a
+            });
             // A panic in one part restarts that part with back-off while the others keep
             // running (ingest keeps answering); an error stops all of them, so the process
             // exits non-zero and its own supervisor sees it.

@@ -2,6 +2,7 @@
 //! shutdown, and a secret type that cannot be printed.
 #![forbid(unsafe_code)]
 
+pub mod http;
 pub mod nats;
 mod secret;
 pub mod shutdown;

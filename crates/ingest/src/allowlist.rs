@@ -51,16 +51,14 @@ impl Allowlist {
     }
 
     /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
-    /// address in `X-Forwarded-For` that is not itself a trusted proxy.
-    pub fn client_addr(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    /// address in `X-Forwarded-For` (every line of it, in order) that is not itself a trusted
+    /// proxy.
+    pub fn client_addr(&self, peer: IpAddr, forwarded_for: &[String]) -> IpAddr {
         if !self.is_trusted_proxy(peer) {
             return peer;
         }
-        let Some(chain) = forwarded_for else {
-            return peer;
-        };
         let mut client = peer;
-        for hop in chain.rsplit(',').map(str::trim) {
+        for hop in forwarded_for.iter().rev().map(|h| h.trim()) {
             match hop.parse::<IpAddr>() {
                 Ok(ip) => {
                     client = ip;
@@ -134,13 +132,14 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let a = Allowlist::parse("showpass", Some("10.0.0.0/8")).unwrap();
-        let xff = Some("34.83.8.110, 10.1.1.1");
-        assert_eq!(a.client_addr(ip("10.0.0.2"), xff), ip("34.83.8.110"));
+        let hops = |s: &[&str]| s.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+        let xff = hops(&["34.83.8.110", "10.1.1.1"]);
+        assert_eq!(a.client_addr(ip("10.0.0.2"), &xff), ip("34.83.8.110"));
         // From an untrusted peer the header is ignored: it could say anything.
-        assert_eq!(a.client_addr(ip("198.51.100.7"), xff), ip("198.51.100.7"));
+        assert_eq!(a.client_addr(ip("198.51.100.7"), &xff), ip("198.51.100.7"));
         // A forged left-most entry does not win over the hop the proxy saw.
         assert_eq!(
-            a.client_addr(ip("10.0.0.2"), Some("34.83.8.110, 198.51.100.7")),
+            a.client_addr(ip("10.0.0.2"), &hops(&["34.83.8.110", "198.51.100.7"])),
             ip("198.51.100.7")
         );
     }

@@ -1,12 +1,14 @@
 //! Delivery metadata as NATS headers, and the delivery log of duplicates and rejections.
 //!
 //! Accepted deliveries are their own log record: the event message carries every header.
-//! Duplicates and rejections go to `{prefix}.deliveries.{outcome}.{endpoint}` through a bounded
-//! queue and a background publisher, so a flood of bad requests can never slow real
-//! deliveries: when the queue is full the record is dropped and counted.
+//! Duplicates and rejections go to `{prefix}.deliveries.{outcome}.{endpoint}` through a queue
+//! bounded by bytes and a background publisher, so a flood of bad requests can never slow real
+//! deliveries nor grow memory while NATS is slow: when the queue is full the record is dropped
+//! and counted.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -83,37 +85,64 @@ pub(crate) struct Record {
 }
 
 /// Describes the body a record keeps: all of it for duplicates (so a conflicting resend can be
-/// found), at most a prefix for rejections.
+/// found), at most a prefix for rejections. The prefix is a copy, so a queued record never
+/// keeps a large request's whole buffer alive.
 pub(crate) fn record_body(headers: &mut HeaderMap, body: &Bytes, keep: usize) -> Bytes {
     headers.insert(header::BODY_SHA256, sha256_hex(body).as_str());
     headers.insert(header::BODY_LENGTH, body.len().to_string().as_str());
-    if body.len() > keep {
-        headers.insert(header::BODY_TRUNCATED, "true");
-        body.slice(..keep)
-    } else {
-        body.clone()
+    match body.get(..keep) {
+        Some(prefix) if keep < body.len() => {
+            headers.insert(header::BODY_TRUNCATED, "true");
+            Bytes::copy_from_slice(prefix)
+        }
+        _ => body.clone(),
     }
 }
 
 /// The sending side of the delivery log.
 #[derive(Clone)]
 pub(crate) struct DeliveryLog {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<(Record, usize)>,
     metrics: Arc<Metrics>,
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+impl Record {
+    /// What a queued record holds in memory, about.
+    fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, vs)| {
+                let name: &str = k.as_ref();
+                name.len() + vs.iter().map(|v| v.as_str().len() + 8).sum::<usize>()
+            })
+            .sum();
+        self.body.len() + self.subject.len() + headers + 64
+    }
 }
 
 impl DeliveryLog {
-    /// Queues a record; never waits. A full queue drops it (counted and logged).
+    /// Queues a record; never waits. A full queue (by count, or by the bytes of records not
+    /// yet acknowledged by JetStream) drops it: counted in the metrics, logged at debug.
     pub fn record(&self, record: Record) {
-        if let Err(e) = self.tx.try_send(record) {
+        let weight = record.weight();
+        let before = self.queued.fetch_add(weight, Ordering::Relaxed);
+        if before + weight > self.max_bytes || self.tx.try_send((record, weight)).is_err() {
+            self.queued.fetch_sub(weight, Ordering::Relaxed);
             self.metrics.log_dropped.inc();
-            let subject = match &e {
-                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => {
-                    r.subject.clone()
-                }
-            };
-            tracing::warn!(%subject, "delivery log queue full; record dropped");
+            tracing::debug!("delivery log queue full; record dropped");
         }
+    }
+}
+
+/// Gives a record's weight back to the queue when dropped.
+struct Release(Arc<AtomicUsize>, usize);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 
@@ -122,17 +151,25 @@ impl DeliveryLog {
 pub(crate) fn spawn(
     js: jetstream::Context,
     capacity: usize,
+    max_bytes: usize,
     ack_timeout: Duration,
     metrics: Arc<Metrics>,
 ) -> (DeliveryLog, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Record>(capacity);
+    let (tx, mut rx) = mpsc::channel::<(Record, usize)>(capacity);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let in_queue = queued.clone();
     let task = tokio::spawn(async move {
         let mut acks = tokio::task::JoinSet::new();
-        while let Some(r) = rx.recv().await {
+        while let Some((r, weight)) = rx.recv().await {
             let subject = r.subject.clone();
-            match js.publish_with_headers(r.subject, r.headers, r.body).await {
+            let published = js.publish_with_headers(r.subject, r.headers, r.body).await;
+            // A record weighs on the queue until JetStream has it (or gave up on it): what the
+            // client still buffers while NATS is slow counts too.
+            let released = in_queue.clone();
+            match published {
                 Ok(ack) => {
                     acks.spawn(async move {
+                        let _release = Release(released, weight);
                         match tokio::time::timeout(ack_timeout, ack.into_future()).await {
                             Ok(Ok(_)) => {}
                             Ok(Err(e)) => tracing::warn!(%subject, error = %e, "delivery log record not stored"),
@@ -140,11 +177,22 @@ pub(crate) fn spawn(
                         }
                     });
                 }
-                Err(e) => tracing::warn!(%subject, error = %e, "delivery log record not published"),
+                Err(e) => {
+                    released.fetch_sub(weight, Ordering::Relaxed);
+                    tracing::warn!(%subject, error = %e, "delivery log record not published");
+                }
             }
             while acks.try_join_next().is_some() {}
         }
         while acks.join_next().await.is_some() {}
     });
-    (DeliveryLog { tx, metrics }, task)
+    (
+        DeliveryLog {
+            tx,
+            metrics,
+            queued,
+            max_bytes,
+        },
+        task,
+    )
 }

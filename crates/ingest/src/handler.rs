@@ -10,13 +10,16 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use serde::Serialize;
 use showpass_payload::{Envelope, idempotency_key, signature, subject};
 
 use crate::DEFAULT_ENDPOINT;
+use crate::bindings::{Binding, Check};
 use crate::deliveries::{DeliveryMeta, Record, header as h, record_body};
-use crate::server::{AppState, Inner};
+use crate::limits::Held;
+use crate::state::{AppState, Inner};
 
 /// Why a delivery was not accepted: the HTTP status, a stable reason code, and a detail.
 #[derive(Debug)]
@@ -53,6 +56,22 @@ struct Answer<'a> {
     detail: Option<&'a str>,
 }
 
+/// The answer to a refusal.
+fn answer_refusal(meta: &DeliveryMeta, envelope: Option<&Envelope<'_>>, r: &Refusal) -> Response {
+    json(
+        r.status,
+        &Answer {
+            status: "rejected",
+            webhook_event_uuid: envelope.and_then(|e| e.webhook_event_uuid.as_deref()),
+            idempotency_key: None,
+            delivery_id: meta.id.to_string(),
+            stream_sequence: None,
+            reason: Some(r.reason),
+            detail: Some(&r.detail),
+        },
+    )
+}
+
 fn json(status: StatusCode, answer: &Answer<'_>) -> Response {
     let body = serde_json::to_vec(answer).expect("answers serialize");
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -87,27 +106,14 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
         .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
     let (parts, body) = req.into_parts();
     let remote = match &state.config.allowlist {
-        Some(a) => a.client_addr(
-            peer,
-            parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok()),
-        ),
+        Some(a) => a.client_addr(peer, &forwarded_for(&parts.headers)),
         None => peer,
     };
     let meta = DeliveryMeta::new(&endpoint, remote);
     tracing::Span::current().record("delivery_id", tracing::field::display(meta.id));
 
-    // Refusals that come before a body is read keep no body at all.
-    let Some(secrets) = state.config.endpoints.secrets(&endpoint) else {
-        let r = Refusal::new(
-            StatusCode::NOT_FOUND,
-            "unknown_endpoint",
-            format!("no endpoint named {endpoint:?}"),
-        );
-        return state.refuse(&meta, None, &Bytes::new(), r);
-    };
+    // Before anything names an endpoint: a refused source learns nothing, not even which
+    // endpoints exist. Neither refusal is recorded one by one: they are counted.
     if let Some(allowlist) = &state.config.allowlist
         && !allowlist.allows(remote)
     {
@@ -116,13 +122,17 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
             "source_not_allowed",
             format!("source address {remote} is not on the allowlist"),
         );
-        return state.refuse(&meta, None, &Bytes::new(), r);
+        return state.count_only(&meta, r);
     }
-    let body = match read_body(&state, &parts.headers, body).await {
-        Ok(b) => b,
-        Err(r) => return state.refuse(&meta, None, &Bytes::new(), r),
+    let Some(endpoint_config) = state.config.endpoints.get(&endpoint) else {
+        let r = Refusal::new(
+            StatusCode::NOT_FOUND,
+            "unknown_endpoint",
+            format!("no endpoint named {:?}", subject::header_value(&endpoint)),
+        );
+        return state.count_only(&meta, r);
     };
-
+    // A request without a signature is refused before its body is read.
     let Some(sig) = parts
         .headers
         .get("x-showpass-signature")
@@ -133,7 +143,11 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
             "missing_signature",
             "the X-SHOWPASS-SIGNATURE header is missing",
         );
-        return state.refuse(&meta, Envelope::parse(&body).ok().as_ref(), &body, r);
+        return state.refuse(&meta, None, &Bytes::new(), r);
+    };
+    let (body, _held) = match read_body(&state, &parts.headers, body).await {
+        Ok(b) => b,
+        Err(r) => return state.refuse(&meta, None, &Bytes::new(), r),
     };
     let envelope = match Envelope::parse(&body) {
         Ok(e) => e,
@@ -144,7 +158,10 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
     };
     let verified = sig.is_some_and(|sig| {
         signature::verify(
-            secrets.iter().map(|s| s.expose().as_bytes()),
+            endpoint_config
+                .secrets
+                .iter()
+                .map(|s| s.expose().as_bytes()),
             &envelope.id,
             &sig,
         )
@@ -158,16 +175,72 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
         let r = Refusal::new(StatusCode::UNAUTHORIZED, "bad_signature", detail);
         return state.refuse(&meta, Some(&envelope), &body, r);
     }
+    let org = envelope.organization_id.as_deref();
+    if !endpoint_config.allows_org(org) {
+        let r = Refusal::new(
+            StatusCode::FORBIDDEN,
+            "organization_not_allowed",
+            format!(
+                "endpoint {:?} does not deliver for organization {:?}",
+                meta.endpoint,
+                subject::header_value(org.unwrap_or("(none)"))
+            ),
+        );
+        return state.refuse(&meta, Some(&envelope), &body, r);
+    }
+    let suspect = match state.bind(&envelope).await {
+        Ok(Check::Agrees) => None,
+        Ok(Check::OtherTransaction(first)) => Some(format!(
+            "id_transaction_mismatch: this id was first accepted for transaction {:?}",
+            subject::header_value(&first)
+        )),
+        Ok(Check::OtherOrg(first)) => {
+            let r = Refusal::new(
+                StatusCode::CONFLICT,
+                "id_conflict",
+                format!(
+                    "this signed id was first accepted for organization {:?}; a signature \
+                     cannot move to another organization",
+                    subject::header_value(&first)
+                ),
+            );
+            return state.refuse(&meta, Some(&envelope), &body, r);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "id binding unavailable");
+            let r = Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "nats_unavailable",
+                "the event store is unreachable; retry later",
+            );
+            return state.refuse(&meta, Some(&envelope), &body, r);
+        }
+    };
 
-    state.publish(&meta, &envelope, body.clone()).await
+    state
+        .publish(&meta, &envelope, body.clone(), suspect.as_deref())
+        .await
 }
 
-/// Reads the body within the size limit and the request deadline.
+/// Every `X-Forwarded-For` line, in order, as one list: a client may send a line of its own
+/// before the proxy's, and only reading them all finds the hop the proxy saw.
+fn forwarded_for(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(|hop| hop.trim().to_owned())
+        .collect()
+}
+
+/// Reads the body within the size limit, the request deadline and the process's body budget.
+/// The budget is held until the request is answered.
 async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
-    body: axum::body::Body,
-) -> Result<Bytes, Refusal> {
+    mut body: axum::body::Body,
+) -> Result<(Bytes, Held), Refusal> {
     let limit = state.config.body_limit;
     let too_large = || {
         Refusal::new(
@@ -183,21 +256,58 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let read = Limited::new(body, limit).collect();
-    match tokio::time::timeout(state.config.request_timeout, read).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "body_unreadable",
-            format!("the body could not be read: {e}"),
-        )),
-        Err(_) => Err(Refusal::new(
+    let deadline = tokio::time::Instant::now() + state.config.request_timeout;
+    let timed_out = || {
+        Refusal::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             "the body did not arrive in time",
-        )),
+        )
+    };
+    // The room for the whole body is taken at once (what it declares, else the limit): taken
+    // piece by piece, many bodies half read could each hold a part and none ever finish.
+    let mut held = state.budget.empty();
+    let room = declared.map_or(limit, |n| n as usize);
+    match tokio::time::timeout_at(deadline, state.budget.grow(&mut held, room)).await {
+        Ok(true) => {}
+        Ok(false) => return Err(too_large()),
+        Err(_) => {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many bodies are being received at once; retry later",
+            ));
+        }
     }
+    let mut buf = BytesMut::with_capacity(declared.map_or(64 * 1024, |_| room));
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "body_unreadable",
+                    format!("the body could not be read: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = buf.len() + data.len();
+        // More than it declared is a lie; more than the limit, too large.
+        if total > room {
+            return Err(too_large());
+        }
+        if buf.is_empty() && data.len() == total && declared == Some(total as u64) {
+            // The whole body in one frame: no copy.
+            return Ok((data, held));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((buf.freeze(), held))
 }
 
 impl Inner {
@@ -219,7 +329,8 @@ impl Inner {
         });
     }
 
-    /// Answers a refusal and records it on the deliveries stream.
+    /// Answers a refusal at a known endpoint and records it on the deliveries stream, up to
+    /// the per-source rate; past it the refusal is only counted.
     fn refuse(
         &self,
         meta: &DeliveryMeta,
@@ -228,6 +339,12 @@ impl Inner {
         r: Refusal,
     ) -> Response {
         tracing::Span::current().record("outcome", "rejected");
+        self.metrics.request("rejected", r.reason);
+        if !self.rejections.allow(meta.remote_addr) {
+            self.metrics.unrecorded.inc();
+            tracing::debug!(remote_addr = %meta.remote_addr, reason = r.reason, "delivery rejected (over the source's record rate: counted only)");
+            return answer_refusal(meta, envelope, &r);
+        }
         tracing::warn!(
             endpoint = %meta.endpoint,
             delivery_id = %meta.id,
@@ -237,7 +354,6 @@ impl Inner {
             detail = %r.detail,
             "delivery rejected"
         );
-        self.metrics.request("rejected", r.reason);
         let mut headers = meta.headers(envelope, None);
         headers.insert(h::OUTCOME, "rejected");
         headers.insert(h::REASON, r.reason);
@@ -250,22 +366,51 @@ impl Inner {
             body,
             self.config.rejected_body_prefix,
         );
-        json(
-            r.status,
-            &Answer {
-                status: "rejected",
-                webhook_event_uuid: envelope.and_then(|e| e.webhook_event_uuid.as_deref()),
-                idempotency_key: None,
-                delivery_id: meta.id.to_string(),
-                stream_sequence: None,
-                reason: Some(r.reason),
-                detail: Some(&r.detail),
-            },
-        )
+        answer_refusal(meta, envelope, &r)
     }
 
-    /// Publishes a verified delivery and answers once JetStream has acked it.
-    async fn publish(&self, meta: &DeliveryMeta, envelope: &Envelope<'_>, body: Bytes) -> Response {
+    /// Answers a refusal that leaves no record (an unknown endpoint, a source not on the
+    /// allowlist): it is counted in the metrics only.
+    fn count_only(&self, meta: &DeliveryMeta, r: Refusal) -> Response {
+        tracing::Span::current().record("outcome", "rejected");
+        self.metrics.request("rejected", r.reason);
+        tracing::debug!(remote_addr = %meta.remote_addr, reason = r.reason, "request refused (counted only)");
+        answer_refusal(meta, None, &r)
+    }
+
+    /// Binds the delivery's signed `id` to its organization, or reads the binding it has.
+    async fn bind(
+        &self,
+        envelope: &Envelope<'_>,
+    ) -> Result<Check, async_nats::jetstream::kv::EntryError> {
+        let mine = Binding {
+            org: subject::header_value(
+                envelope
+                    .organization_id
+                    .as_deref()
+                    .unwrap_or(subject::MISSING),
+            )
+            .into_owned(),
+            transaction_id: subject::header_value(
+                envelope
+                    .transaction_id
+                    .as_deref()
+                    .unwrap_or(subject::MISSING),
+            )
+            .into_owned(),
+        };
+        self.bindings.check(&envelope.id, &mine).await
+    }
+
+    /// Publishes a verified delivery and answers once JetStream has acked it. `suspect` says
+    /// why its record should be looked at (it is accepted all the same).
+    async fn publish(
+        &self,
+        meta: &DeliveryMeta,
+        envelope: &Envelope<'_>,
+        body: Bytes,
+        suspect: Option<&str>,
+    ) -> Response {
         let key = idempotency_key(envelope, &body);
         if self.client.connection_state() != NatsState::Connected {
             let r = Refusal::new(
@@ -282,7 +427,10 @@ impl Inner {
             envelope.organization_id.as_deref(),
             envelope.event_type.as_deref(),
         );
-        let headers = meta.headers(Some(envelope), Some(&key));
+        let mut headers = meta.headers(Some(envelope), Some(&key));
+        if let Some(why) = suspect {
+            headers.insert(h::SUSPECT, subject::header_value(why).as_ref());
+        }
         let message = PublishMessage::build()
             .payload(body.clone())
             .headers(headers);

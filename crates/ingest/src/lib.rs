@@ -7,12 +7,15 @@
 #![forbid(unsafe_code)]
 
 mod allowlist;
+mod bindings;
 mod config;
 mod deliveries;
 mod handler;
+mod limits;
 mod metrics;
 mod server;
+mod state;
 
 pub use allowlist::{Allowlist, SHOWPASS_ADDRESSES};
-pub use config::{ConfigError, DEFAULT_ENDPOINT, Endpoints, IngestConfig};
+pub use config::{ConfigError, DEFAULT_ENDPOINT, Endpoint, Endpoints, IngestConfig};
 pub use server::run;

@@ -17,6 +17,8 @@ pub(crate) struct Metrics {
     pub duplicate: Counter,
     pub publish_seconds: Histogram,
     pub log_dropped: Counter,
+    /// Rejections past their source's record rate: counted, not recorded.
+    pub unrecorded: Counter,
 }
 
 impl Metrics {
@@ -41,6 +43,12 @@ impl Metrics {
             "Delivery-log records dropped because the log's queue was full",
             log_dropped.clone(),
         );
+        let unrecorded = Counter::default();
+        registry.register(
+            "rejections_unrecorded",
+            "Rejections not recorded in the delivery log because their source exceeded its rate",
+            unrecorded.clone(),
+        );
         let accepted = requests
             .get_or_create(&[("outcome", "accepted"), ("reason", "published")])
             .clone();
@@ -54,6 +62,7 @@ impl Metrics {
             duplicate,
             publish_seconds,
             log_dropped,
+            unrecorded,
         }
     }
 

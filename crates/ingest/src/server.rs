@@ -1,18 +1,15 @@
 //! The HTTP server: routes, state, and the run loop with graceful shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::connection::State as NatsState;
-use async_nats::jetstream;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
 use serde_json::json;
 use showpass_core::nats;
 use tokio::net::TcpListener;
@@ -20,39 +17,27 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::IngestConfig;
-use crate::deliveries::{self, DeliveryLog};
+use crate::bindings::Bindings;
+use crate::deliveries;
 use crate::handler::{receive_default, receive_named};
+use crate::limits::{BodyBudget, PerSource};
 use crate::metrics::Metrics;
-
-/// Shared by every request; one `Arc`, so handing it to a request is one atomic increment.
-#[derive(Clone)]
-pub(crate) struct AppState(Arc<Inner>);
-
-pub(crate) struct Inner {
-    pub(crate) config: IngestConfig,
-    pub(crate) client: async_nats::Client,
-    pub(crate) js: jetstream::Context,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) log: DeliveryLog,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
+use crate::state::{AppState, Inner};
+use showpass_core::http::MetricsAt;
 
 /// The routes of ingest.
 pub(crate) fn router(state: AppState) -> Router {
     // Backstop for anything the handler's own deadlines do not cover.
     let deadline = state.config.request_timeout + Duration::from_secs(1);
-    Router::new()
+    let mut router = Router::new()
         .route("/webhooks/showpass", post(receive_default))
         .route("/webhooks/showpass/{endpoint}", post(receive_named))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if matches!(state.config.metrics, MetricsAt::Public) {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         // The handler enforces the body limit itself, to answer and log a 413 its own way.
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
@@ -77,31 +62,49 @@ pub async fn run(
     warn_if_body_limit_exceeds_max_payload(&client, config.body_limit);
 
     let metrics = Arc::new(Metrics::new());
-    let (log, log_task) =
-        deliveries::spawn(js.clone(), 10_000, config.publish_timeout, metrics.clone());
+    if let MetricsAt::Private(hub) = &config.metrics {
+        let m = metrics.clone();
+        hub.add(Arc::new(move || m.render()));
+    }
+    let (log, log_task) = deliveries::spawn(
+        js.clone(),
+        10_000,
+        config.log_queue_bytes,
+        config.publish_timeout,
+        metrics.clone(),
+    );
+    let bucket = config.nats.bindings_bucket();
+    let bindings = Bindings::new(
+        js.get_key_value(&bucket)
+            .await
+            .with_context(|| format!("opening the key-value bucket {bucket}"))?,
+    );
     let endpoints: Vec<_> = config.endpoints.names().map(str::to_owned).collect();
+    let unbound: Vec<_> = config.endpoints.unbound().map(str::to_owned).collect();
+    if !unbound.is_empty() {
+        tracing::warn!(
+            endpoints = ?unbound,
+            "these endpoints accept deliveries for any organization: a captured signature can be \
+             replayed for another one; bind them (SHOWPASS_ENDPOINTS name=secret@ORG, \
+             SHOWPASS_WEBHOOK_ORGS for the default endpoint)"
+        );
+    }
     let state = AppState(Arc::new(Inner {
+        rejections: PerSource::new(config.rejection_records_per_minute),
+        budget: BodyBudget::new(config.body_budget),
         config,
         client: client.clone(),
         js,
         metrics,
         log,
+        bindings,
     }));
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
     tracing::info!(%addr, ?endpoints, "ingest listening");
-    // Answers are small and latency matters: no Nagle delay on them.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let limits = state.config.http;
+    let serve = showpass_core::http::serve(listener, router(state), limits, shutdown.clone());
     tokio::select! {
         served = serve => served.context("serving HTTP")?,
         refused = nats::watch_server(client.clone()) => {
@@ -161,12 +164,5 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+    showpass_core::http::metrics_response(state.metrics.render())
 }

@@ -4,7 +4,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::lenient::{bounded_list, flag, id, lenient_enum, money, quantity, text};
+use crate::lenient::{bounded_list, currency, flag, id, lenient_enum, money, quantity, text};
 
 lenient_enum!(
     /// What happened (`event_type`).
@@ -129,7 +129,7 @@ pub struct InvoiceData {
     pub payment_type: Option<PaymentType>,
     #[serde(default, deserialize_with = "text::deserialize")]
     pub other_payment_type: Option<String>,
-    #[serde(default, deserialize_with = "text::deserialize")]
+    #[serde(default, deserialize_with = "currency::deserialize")]
     pub currency: Option<String>,
     #[serde(flatten)]
     pub money: Amounts,
@@ -375,6 +375,25 @@ mod tests {
             d.data.unwrap().money.net_sales,
             Some(-crate::limits::MAX_AMOUNT)
         );
+    }
+
+    /// Issue 11 review: every text that becomes a sales key is bounded.
+    #[test]
+    fn currencies_are_bounded_and_unknown_enum_values_cut() {
+        let err = Delivery::parse(
+            format!(r#"{{"id":"x","data":{{"currency":"{}"}}}}"#, "C".repeat(17)).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("currency"), "{err}");
+        let d = Delivery::parse(
+            format!(
+                r#"{{"id":"x","data":{{"payment_type":"{}"}}}}"#,
+                "p".repeat(500)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(d.data.unwrap().payment_type.unwrap().as_str().len(), 64);
     }
 
     #[test]

@@ -20,3 +20,5 @@ pub const BODY_TRUNCATED: &str = "Showpass-Body-Truncated";
 pub const CONTENT_TYPE: &str = "Content-Type";
 /// On a replayed event: the stream sequence of the original.
 pub const REPLAY_OF: &str = "Showpass-Replay-Of";
+/// Why an accepted delivery should be looked at: `id_transaction_mismatch: ...`.
+pub const SUSPECT: &str = "Showpass-Suspect";

@@ -184,17 +184,37 @@ pub(crate) mod text {
             .map(|t| without_nul(cut(t, MAX_TEXT_BYTES)))
             .filter(|s| !s.is_empty()))
     }
+}
 
-    /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-    fn cut(s: &str, max: usize) -> &str {
-        if s.len() <= max {
-            return s;
+/// Longest value of an enumeration this version does not know (`Other`), in bytes: such
+/// values become sales keys, which an index must hold.
+pub(crate) const MAX_OTHER_BYTES: usize = 64;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    &s[..end]
+}
+
+/// A currency code: text of at most 16 bytes (ISO 4217 codes have 3); longer is an error,
+/// since a currency is a key of every sales figure.
+pub(crate) mod currency {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match text::deserialize(d)? {
+            Some(c) if c.len() > 16 => Err(de::Error::custom(format_args!(
+                "a currency of {} bytes is longer than the 16 allowed",
+                c.len()
+            ))),
+            c => Ok(c),
         }
-        let end = (0..=max)
-            .rev()
-            .find(|i| s.is_char_boundary(*i))
-            .unwrap_or(0);
-        &s[..end]
     }
 }
 
@@ -368,11 +388,12 @@ macro_rules! lenient_enum {
                 }
             }
 
-            /// Reads a value in any letter case; unknown values become `Other`.
+            /// Reads a value in any letter case; unknown values become `Other`, cut to
+            /// [`MAX_OTHER_BYTES`](crate::lenient::MAX_OTHER_BYTES).
             pub fn parse(s: &str) -> Self {
                 let s = $crate::lenient::without_nul(s.trim());
                 $(if s.eq_ignore_ascii_case($text) { return Self::$variant; })+
-                Self::Other(s)
+                Self::Other($crate::lenient::cut(&s, $crate::lenient::MAX_OTHER_BYTES).to_owned())
             }
         }
 

@@ -26,6 +26,8 @@ pub struct ProjectorConfig {
     pub max_ack_pending: i64,
     /// How often a standby checks whether the active projector is gone.
     pub standby_poll: Duration,
+    /// How long duplicate and rejected deliveries stay in the delivery log (zero: for ever).
+    pub log_retention: Duration,
 }
 
 impl ProjectorConfig {
@@ -37,6 +39,7 @@ impl ProjectorConfig {
             batch_linger: Duration::from_millis(10),
             max_ack_pending: 20_000,
             standby_poll: Duration::from_millis(500),
+            log_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -170,7 +173,9 @@ async fn lead_until_lost(
         &stop,
     );
     // Leadership lasts as long as the lock's session: check it, and stop both loops if it goes.
+    // The same connection expires the delivery log's old duplicates and rejections, hourly.
     let watch = async {
+        let mut next_expiry = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
@@ -179,6 +184,20 @@ async fn lead_until_lost(
             if let Err(e) = sqlx::query("SELECT 1").execute(&mut lead.lock_conn).await {
                 stop.cancel();
                 return Err(anyhow::Error::from(e).context("the leader lock's connection is gone"));
+            }
+            if !config.log_retention.is_zero() && Instant::now() >= next_expiry {
+                next_expiry = Instant::now() + Duration::from_secs(3600);
+                match crate::janitor::expire_delivery_log(&mut lead.lock_conn, config.log_retention)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(rows = n, "expired old duplicate and rejected deliveries")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "expiring the delivery log failed; trying again in an hour")
+                    }
+                }
             }
         }
     };

@@ -10,6 +10,7 @@
 pub mod apply;
 mod consumer;
 pub mod invariants;
+mod janitor;
 mod meta;
 pub mod plan;
 mod rebuild;
@@ -22,5 +23,6 @@ pub use consumer::{
     BatchLimits, Continuity, DELIVERIES_CONSUMER, EVENTS_CONSUMER, Filled, Pass, ProjectorConfig,
     Pulled, Source, fill_batch, pass, run,
 };
+pub use janitor::expire_delivery_log;
 pub use meta::Meta;
 pub use rebuild::{RebuildReport, rebuild};

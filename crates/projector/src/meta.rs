@@ -30,6 +30,8 @@ pub struct Meta {
     pub body_truncated: bool,
     /// Set on an event re-published by the api's replay: the original's stream sequence.
     pub replay_of: Option<u64>,
+    /// Why ingest marked an accepted delivery for a person to look at.
+    pub suspect: Option<String>,
 }
 
 impl Meta {
@@ -79,6 +81,7 @@ impl Meta {
             body_length: get(h::BODY_LENGTH).and_then(|v| v.parse().ok()),
             body_truncated: get(h::BODY_TRUNCATED).is_some_and(|v| v == "true"),
             replay_of: get(h::REPLAY_OF).and_then(|v| v.parse().ok()),
+            suspect: get(h::SUSPECT),
         }
     }
 
@@ -105,6 +108,7 @@ impl Meta {
             body_length: None,
             body_truncated: false,
             replay_of: None,
+            suspect: None,
         }
     }
 }

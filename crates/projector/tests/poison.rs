@@ -148,7 +148,8 @@ async fn refunds_without_a_currency_are_booked_in_their_orders_currency(pool: Pg
 }
 
 /// Amounts in different currencies are never added: an order's `refunded` keeps its own
-/// currency and lists the others apart; a customer's `total_spent` is in their currency.
+/// currency and lists the others apart; a customer's `total_spent` is in their currency, and
+/// a refund in another currency counts in that currency's spending.
 #[sqlx::test(migrations = "../../migrations")]
 async fn refunds_and_spending_in_other_currencies_are_never_added(pool: PgPool) {
     let ingest = TestIngest::start().await;
@@ -182,8 +183,9 @@ async fn refunds_and_spending_in_other_currencies_are_never_added(pool: PgPool) 
         alex.get::<serde_json::Value, _>("spent_by_currency"),
         json!([
             {"currency": "CAD", "amount": "58.40"},
-            {"currency": "USD", "amount": "58.40"}
-        ])
+            {"currency": "USD", "amount": "0.00"}
+        ]),
+        "the USD refund of a CAD order counts against USD spending, never CAD"
     );
     projector.stop().await;
 }
@@ -212,4 +214,47 @@ async fn tickets_reported_voided_in_a_transfer_were_transferred(pool: PgPool) {
         [("CAD".into(), dec("58.40"), 2)]
     );
     projector.stop().await;
+}
+
+/// Issue 12: duplicate and rejected deliveries expire after the retention; accepted ones
+/// (the events' own log) and recent ones stay.
+#[sqlx::test(migrations = "../../migrations")]
+async fn old_duplicates_and_rejections_expire_from_the_delivery_log(pool: PgPool) {
+    for (age_days, outcome, n) in [
+        (40, "rejected", 25_000),
+        (40, "duplicate", 3),
+        (40, "accepted", 2),
+        (1, "rejected", 4),
+    ] {
+        sqlx::query(
+            "INSERT INTO deliveries (id, received_at, endpoint, outcome, http_status, stream,
+                 stream_seq, processing)
+             SELECT gen_random_uuid(), now() - make_interval(days => $1), 'default', $2, 401,
+                 'S_' || $2 || $1, g, 'skipped'
+             FROM generate_series(1, $3) AS g",
+        )
+        .bind(age_days)
+        .bind(outcome)
+        .bind(n)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let gone = showpass_projector::expire_delivery_log(
+        &mut conn,
+        std::time::Duration::from_secs(30 * 86_400),
+    )
+    .await
+    .unwrap();
+    assert_eq!(gone, 25_003, "in chunks, every old duplicate and rejection");
+    let left: Vec<(String, i64)> =
+        sqlx::query_as("SELECT outcome, count(*) FROM deliveries GROUP BY 1 ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        [("accepted".to_owned(), 2), ("rejected".to_owned(), 4)]
+    );
 }

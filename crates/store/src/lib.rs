@@ -93,3 +93,108 @@ pub async fn migrate(url: &str) -> anyhow::Result<PgPool> {
     MIGRATOR.run(&pool).await.context("applying migrations")?;
     Ok(pool)
 }
+
+/// Makes the user of `reader_url` a login role of its own that may only read the read models
+/// (now, and every table created later, `showpass rebuild`'s included), with the password
+/// the URL carries. Run with the owner's `owner_url`. Answers the role's name.
+pub async fn ensure_reader(owner_url: &str, reader_url: &str) -> anyhow::Result<String> {
+    let reader = options(reader_url)
+        .map_err(|_| anyhow::anyhow!("API_DATABASE_URL is not a PostgreSQL URL"))?;
+    let role = reader.get_username().to_owned();
+    let owner = options(owner_url)?;
+    anyhow::ensure!(
+        !role.is_empty() && role != owner.get_username(),
+        "API_DATABASE_URL must name a user other than DATABASE_URL's"
+    );
+    let password = url_password(reader_url)
+        .ok_or_else(|| anyhow::anyhow!("API_DATABASE_URL must carry a password"))?;
+    let database = owner.get_database().unwrap_or("postgres").to_owned();
+    let mut conn = owner
+        .connect()
+        .await
+        .context("connecting as the owner to create the api's role")?;
+    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(&role)
+            .fetch_one(&mut conn)
+            .await?;
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    let statements = [
+        format!(
+            "{verb} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}",
+            ident(&role),
+            literal(&password)
+        ),
+        format!(
+            "GRANT CONNECT ON DATABASE {} TO {}",
+            ident(&database),
+            ident(&role)
+        ),
+        format!("GRANT USAGE ON SCHEMA public TO {}", ident(&role)),
+        format!(
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}",
+            ident(&role)
+        ),
+        format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT SELECT ON TABLES TO {}",
+            ident(owner.get_username()),
+            ident(&role)
+        ),
+    ];
+    for s in statements {
+        sqlx::raw_sql(&s)
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("preparing the read-only role {role:?}"))?;
+    }
+    Ok(role)
+}
+
+/// The password in a URL's user info, percent-decoded.
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    let password = userinfo.split_once(':')?.1;
+    let mut out = Vec::with_capacity(password.len());
+    let bytes = password.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok().filter(|p| !p.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_urls_password_is_read_percent_decoded() {
+        assert_eq!(
+            url_password("postgres://api:p%40ss:w@db:5432/showpass").as_deref(),
+            Some("p@ss:w")
+        );
+        assert_eq!(url_password("postgres://api@db/showpass"), None);
+    }
+
+    /// Issue 12: a URL's password never reaches an error.
+    #[test]
+    fn a_bad_database_url_is_named_without_its_password() {
+        let err = options("postgres://u:hunter2@db:notaport/x").unwrap_err();
+        assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
+    }
+}

@@ -244,10 +244,17 @@ pub struct PrivateNats {
     pub port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// A configuration file, and the environment it reads.
+    config: Option<(std::path::PathBuf, Vec<(String, String)>)>,
 }
 
 impl PrivateNats {
     pub fn start() -> Self {
+        Self::start_with_config(None)
+    }
+
+    /// Starts one with a configuration file (`-c`) and the environment it reads (`$VAR`s).
+    pub fn start_with_config(config: Option<(std::path::PathBuf, Vec<(String, String)>)>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -257,9 +264,15 @@ impl PrivateNats {
             port,
             store: tempfile::tempdir().unwrap(),
             child: None,
+            config,
         };
         n.restart();
         n
+    }
+
+    /// The server's process id, to signal it (SIGSTOP pauses it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn url(&self) -> String {
@@ -267,7 +280,13 @@ impl PrivateNats {
     }
 
     pub fn restart(&mut self) {
-        let child = Command::new(nats_server_binary())
+        let mut cmd = Command::new(nats_server_binary());
+        if let Some((file, env)) = &self.config {
+            cmd.arg("-c")
+                .arg(file)
+                .envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        let child = cmd
             .args([
                 "-a",
                 "127.0.0.1",

@@ -74,6 +74,35 @@ fn count_to(slot: &mut i64, v: i64) -> Result<(), Overflow> {
     Ok(())
 }
 
+/// A cell without its organization and currency: what a stored refund waiting for its
+/// order's currency adds, summed by the database.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CellKey {
+    pub event_id: String,
+    pub ticket_type_id: String,
+    pub bucket: DateTime<Utc>,
+    pub payment_type: String,
+}
+
+impl CellKey {
+    /// The cell in `org` and `currency`.
+    pub fn with(self, org: &str, currency: &str) -> Cell {
+        Cell {
+            org_id: org.to_owned(),
+            event_id: self.event_id,
+            ticket_type_id: self.ticket_type_id,
+            bucket: self.bucket,
+            payment_type: self.payment_type,
+            currency: currency.to_owned(),
+        }
+    }
+}
+
+/// Adds an amount to a cell of every grain.
+pub fn add_cell(deltas: &mut SalesDeltas, cell: Cell, acc: Acc) -> Result<(), Overflow> {
+    deltas.add(cell, acc)
+}
+
 /// What one cell gains.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Acc {

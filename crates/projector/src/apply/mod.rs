@@ -111,6 +111,10 @@ impl ApplyError {
     pub fn is_deterministic(&self) -> bool {
         match self {
             Self::Data(_) => true,
+            // A value the driver cannot encode or decode: the same data fails the same way.
+            Self::Database(
+                sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::Encode(_),
+            ) => true,
             Self::Database(sqlx::Error::Database(d)) => d
                 .code()
                 .is_some_and(|c| ["21", "22", "23", "54"].iter().any(|k| c.starts_with(k))),
@@ -242,7 +246,7 @@ pub async fn apply_resilient(
     stream: &str,
     batch: &[Incoming],
 ) -> Result<Tally, ApplyError> {
-    match apply_events(conn, stream, batch).await {
+    match guarded(apply_events(conn, stream, batch)).await {
         Err(e) if e.is_deterministic() => {
             tracing::warn!(error = %e, stream, events = batch.len(), "a batch's data cannot be applied; applying it event by event");
             let mut tally = Tally::default();
@@ -255,14 +259,31 @@ pub async fn apply_resilient(
     }
 }
 
-/// Applies one event; if its data cannot be applied, records it `failed` with the reason, and
-/// if even that record cannot be stored, a bare one that can.
+/// Runs an application, turning a panic anywhere in it (SQL building, decoding, folding) into
+/// a deterministic error, so the events behind it end `failed` instead of crashing the
+/// projector on them again and again.
+async fn guarded(
+    apply: impl std::future::Future<Output = Result<Tally, ApplyError>>,
+) -> Result<Tally, ApplyError> {
+    use futures::FutureExt as _;
+    match AssertUnwindSafe(apply).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => Err(ApplyError::Data(format!(
+            "the projector panicked applying these events: {}",
+            panic_message(panic.as_ref())
+        ))),
+    }
+}
+
+/// Applies one event; if its data cannot be applied, records it `failed` with the reason; if
+/// even that record cannot be stored, a bare one; and if not even that, moves the checkpoint
+/// past it alone, logged at `error`: nothing can hold the stream.
 async fn apply_one(
     conn: &mut PgConnection,
     stream: &str,
     one: &Incoming,
 ) -> Result<Tally, ApplyError> {
-    let e = match apply_events(conn, stream, std::slice::from_ref(one)).await {
+    let e = match guarded(apply_events(conn, stream, std::slice::from_ref(one))).await {
         Err(e) if e.is_deterministic() => e,
         other => return other,
     };
@@ -271,7 +292,7 @@ async fn apply_one(
         decision: Decision::Fail(format!("the event could not be applied: {e}")),
         ..one.clone()
     };
-    match apply_events(conn, stream, std::slice::from_ref(&failed)).await {
+    match guarded(apply_events(conn, stream, std::slice::from_ref(&failed))).await {
         Err(e) if e.is_deterministic() => {
             tracing::error!(error = %e, seq = one.meta.seq, "the failed event's record cannot be stored; storing a bare one");
             let bare = Incoming {
@@ -281,7 +302,13 @@ async fn apply_one(
                 )),
                 body_sha256: one.body_sha256.clone(),
             };
-            apply_events(conn, stream, std::slice::from_ref(&bare)).await
+            match guarded(apply_events(conn, stream, std::slice::from_ref(&bare))).await {
+                Err(e) if e.is_deterministic() => {
+                    tracing::error!(error = %e, seq = one.meta.seq, delivery_id = %one.meta.delivery_id, "not even a bare record of the event can be stored; the stream moves past it unrecorded");
+                    move_past(conn, stream, one.meta.seq).await
+                }
+                other => other,
+            }
         }
         other => other,
     }
@@ -320,17 +347,23 @@ pub(crate) struct Folded {
     /// Idempotency key → the currency its money is booked in (`None`: not yet, its order's
     /// currency is unknown).
     pub booked: HashMap<String, Option<String>>,
-    /// Earlier refunds booked now that their order's currency is known.
-    pub rebooked: Vec<(String, String)>,
+    /// Orders whose stored waiting refunds were booked now, with the currency.
+    pub rebooked: Vec<(OrderKey, String)>,
 }
 
-/// An order's currency: that of its first purchase in stream order (blank when the purchase
-/// had none). A refund or void without a currency is booked in it; until a purchase is seen,
-/// such a refund waits (`booked_currency` NULL) and is booked when it arrives.
+/// An order's currency: that of its first purchase or transfer in stream order (blank when it
+/// had none). A refund or void without a currency is booked in it; until one is seen, such a
+/// refund waits (`booked_currency` NULL) and is booked when it arrives.
 pub(crate) type OrderKey = (String, String);
 
-/// Per order, the refunds and voids waiting for its currency, with their arrival times.
-pub(crate) type Waiting = HashMap<OrderKey, Vec<(Invoice, DateTime<Utc>)>>;
+/// Per order, the money of its stored refunds and voids waiting for its currency, summed per
+/// sales cell (currency aside) by the database, so a flood of them costs a few rows.
+pub(crate) type Waiting = HashMap<OrderKey, Vec<(fold::CellKey, fold::Acc)>>;
+
+/// Whether an event sets its order's currency.
+fn sets_currency(kind: Kind) -> bool {
+    matches!(kind, Kind::Purchase | Kind::Transfer)
+}
 
 /// Folds a batch in stream order: pure and checked, an overflow is an error. A panic is caught
 /// and reported as one, so the caller can fall back to one event at a time.
@@ -354,22 +387,29 @@ fn fold_batch(
 pub(crate) fn fold_events(
     mut tickets: HashMap<(String, String), TicketRow>,
     mut currencies: HashMap<OrderKey, String>,
-    mut waiting: Waiting,
+    mut stored_waiting: Waiting,
     applied: &[(&Incoming, &Invoice)],
 ) -> Result<Folded, Overflow> {
     let mut deltas = SalesDeltas::default();
     let mut booked = HashMap::with_capacity(applied.len());
     let mut rebooked = Vec::new();
+    // Refunds of this batch waiting for their order's currency (bounded by the batch).
+    let mut waiting: HashMap<OrderKey, Vec<(&Invoice, DateTime<Utc>)>> = HashMap::new();
     for (m, inv) in applied {
         let at = m.meta.received_at;
         let order = (inv.org_id.clone(), inv.transaction_id.clone());
-        if inv.kind == Kind::Purchase && !currencies.contains_key(&order) {
+        if sets_currency(inv.kind) && !currencies.contains_key(&order) {
             currencies.insert(order.clone(), inv.currency.clone());
             // The refunds that waited for this order's currency are booked in it now.
+            if let Some(cells) = stored_waiting.remove(&order) {
+                for (cell, acc) in cells {
+                    fold::add_cell(&mut deltas, cell.with(&order.0, &inv.currency), acc)?;
+                }
+                rebooked.push((order.clone(), inv.currency.clone()));
+            }
             for (w, w_at) in waiting.remove(&order).unwrap_or_default() {
-                fold::add_invoice_money(&mut deltas, &w, &inv.currency, w_at)?;
+                fold::add_invoice_money(&mut deltas, w, &inv.currency, w_at)?;
                 booked.insert(w.key.clone(), Some(inv.currency.clone()));
-                rebooked.push((w.key, inv.currency.clone()));
             }
         }
         let currency = if !inv.currency.is_empty() || !inv.kind.takes_money_back() {
@@ -379,7 +419,7 @@ pub(crate) fn fold_events(
         };
         match &currency {
             Some(c) => fold::add_invoice_money(&mut deltas, inv, c, at)?,
-            None => waiting.entry(order).or_default().push(((*inv).clone(), at)),
+            None => waiting.entry(order).or_default().push((inv, at)),
         }
         let ticket_currency = currency.clone().unwrap_or_default();
         for t in &inv.tickets {
@@ -425,17 +465,17 @@ async fn apply_invoices(
         .into_iter()
         .collect();
     let currencies = sql::order_currencies(tx, &need_currency).await?;
-    // Refunds still waiting for a currency can only belong to orders purchased here: once an
-    // order has a purchase, none waits (a small partial index answers this).
+    // Refunds still waiting for a currency can only belong to orders purchased (or received
+    // by transfer) here: once an order has one, none waits (a small partial index answers).
     let purchased: Vec<OrderKey> = applied
         .iter()
-        .filter(|(_, inv)| inv.kind == Kind::Purchase)
+        .filter(|(_, inv)| sets_currency(inv.kind))
         .map(|(_, inv)| (inv.org_id.clone(), inv.transaction_id.clone()))
         .filter(|o| !currencies.contains_key(o))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let waiting = sql::waiting_invoices(tx, &purchased).await?;
+    let waiting = sql::waiting_sales(tx, &purchased).await?;
 
     let Folded {
         tickets,
@@ -486,17 +526,26 @@ pub async fn apply_records_resilient(
     stream: &str,
     batch: &[Meta],
 ) -> Result<Tally, ApplyError> {
-    match apply_records(conn, stream, batch).await {
+    match guarded(apply_records(conn, stream, batch)).await {
         Err(e) if e.is_deterministic() => {
             tracing::warn!(error = %e, stream, records = batch.len(), "a batch of delivery records cannot be written; writing it record by record");
             let mut tally = Tally::default();
             for one in batch {
-                let t = match apply_records(conn, stream, std::slice::from_ref(one)).await {
+                let t = match guarded(apply_records(conn, stream, std::slice::from_ref(one))).await
+                {
                     Err(e) if e.is_deterministic() => {
                         tracing::error!(error = %e, seq = one.seq, "a delivery record cannot be written; writing a bare one");
                         let mut bare = one.bare();
                         bare.outcome.clone_from(&one.outcome);
-                        apply_records(conn, stream, std::slice::from_ref(&bare)).await?
+                        match guarded(apply_records(conn, stream, std::slice::from_ref(&bare)))
+                            .await
+                        {
+                            Err(e) if e.is_deterministic() => {
+                                tracing::error!(error = %e, seq = one.seq, "not even a bare delivery record can be written; the stream moves past it");
+                                move_past(conn, stream, one.seq).await?
+                            }
+                            other => other?,
+                        }
                     }
                     other => other?,
                 };
@@ -506,6 +555,19 @@ pub async fn apply_records_resilient(
         }
         other => other,
     }
+}
+
+/// Moves a stream's checkpoint past one message and nothing else: the last resort for a
+/// message not even a bare record of which can be stored.
+async fn move_past(conn: &mut PgConnection, stream: &str, seq: u64) -> Result<Tally, ApplyError> {
+    let mut tx = conn.begin().await?;
+    sql::begin_batch(&mut tx, stream).await?;
+    sql::end_batch(&mut tx, stream, seq).await?;
+    tx.commit().await?;
+    Ok(Tally {
+        failed: 1,
+        ..Tally::default()
+    })
 }
 
 /// Applies a batch of the deliveries stream (duplicate and rejected deliveries) to the log.

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, Row};
 
-use super::fold::{Acc, Cell, Overflow, SalesDeltas, TicketRow};
+use super::fold::{Acc, Cell, CellKey, Overflow, SalesDeltas, TicketRow};
 use super::{ApplyError, Incoming, Outcome, SWAP_LOCK, Waiting};
-use crate::plan::{Invoice, Item, Kind, Money, customer_id};
+use crate::plan::{Invoice, customer_id};
 
 /// Starts a batch: takes the swap lock shared, and the stream's checkpoint row, so batches of
 /// one stream never overlap.
@@ -103,7 +103,8 @@ pub async fn logged_seqs(
     .map(|v| v.into_iter().collect())
 }
 
-/// The currency of each order's first purchase (in stream order), for the orders that have one.
+/// The currency of each order's first purchase or transfer (in stream order), for the orders
+/// that have one.
 pub async fn order_currencies(
     tx: &mut PgConnection,
     orders: &[(String, String)],
@@ -117,7 +118,7 @@ pub async fn order_currencies(
         "SELECT DISTINCT ON (i.org_id, i.transaction_id) i.org_id, i.transaction_id, i.currency
          FROM invoices i
          WHERE (i.org_id, i.transaction_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
-           AND i.event_type = 'invoice.purchase'
+           AND i.event_type IN ('invoice.purchase', 'invoice.transfer')
          ORDER BY i.org_id, i.transaction_id, i.stream_seq",
     )
     .bind(orgs)
@@ -130,28 +131,34 @@ pub async fn order_currencies(
         .collect())
 }
 
-/// The refunds and voids of these orders still waiting for their order's currency, as the
-/// fold needs them to book their money.
-pub async fn waiting_invoices(
+/// The money of the refunds and voids of these orders still waiting for their order's
+/// currency, summed per sales cell as the fold would (refunds subtract the absolute value of
+/// each line, or of the invoice when it has none), so however many wait, a few rows come back.
+pub async fn waiting_sales(
     tx: &mut PgConnection,
     orders: &[(String, String)],
 ) -> Result<Waiting, sqlx::Error> {
     if orders.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Waiting::new());
     }
     let (orgs, txns): (Vec<&str>, Vec<&str>) =
         orders.iter().map(|(o, t)| (o.as_str(), t.as_str())).unzip();
     let rows = sqlx::query(
-        "SELECT i.idempotency_key, i.org_id, i.transaction_id, i.event_type, i.payment_type,
-             i.received_at, i.discounts, i.net_sales, i.service_fees, i.gross_revenue, i.total_tax,
-             COALESCE((SELECT jsonb_agg(jsonb_build_array(l.event_id, l.ticket_type_id,
-                 l.discounts::text, l.net_sales::text, l.service_fees::text,
-                 l.gross_revenue::text, l.total_tax::text) ORDER BY l.line_no)
-               FROM invoice_items l WHERE l.idempotency_key = i.idempotency_key), '[]')
+        "SELECT i.org_id, i.transaction_id, COALESCE(l.event_id, ''), COALESCE(l.ticket_type_id, ''),
+             date_bin('15 minutes', i.received_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'),
+             COALESCE(i.payment_type, ''),
+             SUM(-ABS(COALESCE(l.gross_revenue, i.gross_revenue))),
+             SUM(-ABS(COALESCE(l.net_sales, i.net_sales))),
+             SUM(-ABS(COALESCE(l.service_fees, i.service_fees))),
+             SUM(-ABS(COALESCE(l.total_tax, i.total_tax))),
+             SUM(-ABS(COALESCE(l.discounts, i.discounts))),
+             SUM(ABS(COALESCE(l.net_sales, i.net_sales)))
          FROM invoices i
+         LEFT JOIN invoice_items l ON l.idempotency_key = i.idempotency_key
          WHERE (i.org_id, i.transaction_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
            AND i.booked_currency IS NULL
-         ORDER BY i.stream_seq",
+           AND i.event_type IN ('invoice.refund', 'invoice.void')
+         GROUP BY 1, 2, 3, 4, 5, 6",
     )
     .bind(orgs)
     .bind(txns)
@@ -159,81 +166,48 @@ pub async fn waiting_invoices(
     .await?;
     let mut out = Waiting::new();
     for r in rows {
-        let kind = match r.get::<String, _>(3).as_str() {
-            "invoice.void" => Kind::Void,
-            _ => Kind::Refund,
+        let cell = CellKey {
+            event_id: r.get(2),
+            ticket_type_id: r.get(3),
+            bucket: r.get(4),
+            payment_type: r.get(5),
         };
-        let money = |d: Decimal, n: Decimal, s: Decimal, g: Decimal, t: Decimal| Money {
-            discounts: d,
-            net_sales: n,
-            service_fees: s,
-            gross_revenue: g,
-            total_tax: t,
-            ..Money::default()
+        let acc = Acc {
+            gross_revenue: r.get(6),
+            net_sales: r.get(7),
+            service_fees: r.get(8),
+            total_tax: r.get(9),
+            discounts: r.get(10),
+            refunds: r.get(11),
+            ..Acc::default()
         };
-        let lines: serde_json::Value = r.get(11);
-        let dec = |v: &serde_json::Value| -> Decimal {
-            v.as_str().and_then(|s| s.parse().ok()).unwrap_or_default()
-        };
-        let items = lines
-            .as_array()
-            .map(|lines| {
-                lines
-                    .iter()
-                    .map(|l| Item {
-                        item_id: None,
-                        item_type: None,
-                        quantity: None,
-                        event_id: l[0].as_str().map(str::to_owned),
-                        event_name: None,
-                        ticket_type_id: l[1].as_str().map(str::to_owned),
-                        ticket_type_name: None,
-                        product_id: None,
-                        product_name: None,
-                        money: money(dec(&l[2]), dec(&l[3]), dec(&l[4]), dec(&l[5]), dec(&l[6])),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let inv = Invoice {
-            kind,
-            key: r.get(0),
-            org_id: r.get(1),
-            transaction_id: r.get(2),
-            invoice_type: None,
-            customer_key: None,
-            customer_name: None,
-            customer_phone: None,
-            subscribe_to_venue: None,
-            payment_type: r.get(4),
-            currency: String::new(),
-            money: money(r.get(6), r.get(7), r.get(8), r.get(9), r.get(10)),
-            items,
-            tickets: Vec::new(),
-        };
-        out.entry((inv.org_id.clone(), inv.transaction_id.clone()))
+        out.entry((r.get(0), r.get(1)))
             .or_default()
-            .push((inv, r.get(5)));
+            .push((cell, acc));
     }
     Ok(out)
 }
 
-/// Records the currency earlier waiting refunds are now booked in.
+/// Records the currency the stored waiting refunds of these orders are now booked in.
 pub async fn book_waiting(
     tx: &mut PgConnection,
-    booked: &[(String, String)],
+    booked: &[((String, String), String)],
 ) -> Result<(), sqlx::Error> {
     if booked.is_empty() {
         return Ok(());
     }
-    let (keys, currencies): (Vec<&str>, Vec<&str>) =
-        booked.iter().map(|(k, c)| (k.as_str(), c.as_str())).unzip();
+    let orgs: Vec<&str> = booked.iter().map(|((o, _), _)| o.as_str()).collect();
+    let txns: Vec<&str> = booked.iter().map(|((_, t), _)| t.as_str()).collect();
+    let currencies: Vec<&str> = booked.iter().map(|(_, c)| c.as_str()).collect();
     sqlx::query(
         "UPDATE invoices i SET booked_currency = b.currency
-         FROM UNNEST($1::text[], $2::text[]) AS b(key, currency)
-         WHERE i.idempotency_key = b.key AND i.booked_currency IS NULL",
+         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS b(org_id, transaction_id, currency)
+         WHERE i.org_id = b.org_id AND i.transaction_id = b.transaction_id
+           AND i.booked_currency IS NULL
+           AND i.event_type IN ('invoice.refund', 'invoice.void')",
     )
-    .bind(keys)
+    .bind(orgs)
+    .bind(txns)
     .bind(currencies)
     .execute(&mut *tx)
     .await?;
@@ -883,11 +857,19 @@ WHERE c.id = ANY($1) AND length(w) BETWEEN 3 AND 64
 ORDER BY w
 ON CONFLICT DO NOTHING";
 
-/// One customer's orders' net less refunds, per currency: for the rare customer with several.
+/// One customer's orders' net less refunds, per currency, refunds in another currency than
+/// their order's counted in their own: for the rare customer with several currencies.
 const SPENT_BY_CURRENCY: &str =
-    "(SELECT o.currency, SUM(o.net_sales - o.refunded) AS spent, MIN(o.created_at) AS first_at
-                  FROM orders o WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
-                  GROUP BY o.currency)";
+    "(SELECT x.currency, SUM(x.amount) AS spent, MIN(x.first_at) AS first_at
+    FROM (
+        SELECT o.currency, o.net_sales - o.refunded AS amount, o.created_at AS first_at
+        FROM orders o WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
+        UNION ALL
+        SELECT r->>'currency', -((r->>'amount')::numeric), NULL::timestamptz
+        FROM orders o, jsonb_array_elements(o.other_currency_refunds) r
+        WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
+    ) x
+    GROUP BY x.currency)";
 
 static RECOMPUTE_CUSTOMERS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| RECOMPUTE_CUSTOMERS_SQL.replace("{SPENT}", SPENT_BY_CURRENCY));
@@ -915,12 +897,13 @@ CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE o.kind IN ('purchase', 'transfer')) AS orders_count,
         COALESCE(SUM(o.tickets_valid), 0) AS tickets,
         MIN(o.currency) AS cmin, MAX(o.currency) AS cmax,
+        bool_or(o.other_currency_refunds <> '[]'::jsonb) AS other_refunds,
         COALESCE(SUM(o.net_sales - o.refunded), 0) AS spent
     FROM orders o
     WHERE o.org_id = t.org_id AND o.customer_key = t.customer_key
 ) ord
 CROSS JOIN LATERAL (
-    SELECT ord.cmin IS NOT DISTINCT FROM ord.cmax AS single
+    SELECT ord.cmin IS NOT DISTINCT FROM ord.cmax AND NOT COALESCE(ord.other_refunds, false) AS single
 ) one
 CROSS JOIN LATERAL (
     SELECT
@@ -991,11 +974,12 @@ pub async fn log_deliveries(
     sqlx::query(
         "INSERT INTO deliveries (id, received_at, endpoint, outcome, reason, detail, http_status,
              event_type, webhook_event_uuid, transaction_id, org_id, idempotency_key, remote_addr,
-             stream, stream_seq, body_sha256, body_length, body_truncated, processing, error)
+             stream, stream_seq, body_sha256, body_length, body_truncated, processing, error,
+             suspect)
          SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
              $6::text[], $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
              $13::text[], $14::text[], $15::int8[], $16::text[], $17::int4[], $18::bool[],
-             $19::text[], $20::text[])
+             $19::text[], $20::text[], $21::text[])
          ON CONFLICT (id) DO UPDATE SET
              processing = EXCLUDED.processing, error = EXCLUDED.error,
              stream = EXCLUDED.stream, stream_seq = EXCLUDED.stream_seq",
@@ -1032,6 +1016,7 @@ pub async fn log_deliveries(
     )
     .bind(rows.iter().map(|r| r.processing).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+    .bind(m(|m| m.suspect.as_deref()))
     .execute(&mut *tx)
     .await?;
     Ok(())
