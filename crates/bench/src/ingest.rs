@@ -37,6 +37,11 @@ pub struct Args {
     /// The showpass binary to run (default: the one beside this benchmark).
     #[arg(long)]
     showpass_bin: Option<PathBuf>,
+    /// Organizations the endpoint is bound to (SHOWPASS_WEBHOOK_ORGS), as production should
+    /// run it; empty for an unbound endpoint, whose every new `id` is also bound to its
+    /// organization in JetStream (one more write per delivery).
+    #[arg(long, default_value = "20")]
+    endpoint_orgs: String,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -62,6 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &ingest_prefix,
         &secret,
         &args.nats_url,
+        &args.endpoint_orgs,
     )
     .await?;
     let pid = child.id().context("ingest pid")?;

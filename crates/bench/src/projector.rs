@@ -67,7 +67,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let bin = args.showpass_bin.as_deref();
     showpass_store::migrate(&db).await?;
-    let (mut ingest, addr) = services::spawn_ingest(bin, &prefix, &secret, &args.nats_url).await?;
+    let (mut ingest, addr) =
+        services::spawn_ingest(bin, &prefix, &secret, &args.nats_url, "").await?;
     let mut nats_config = NatsConfig::local(prefix.clone());
     nats_config.url = args.nats_url.clone();
 

@@ -24,6 +24,7 @@ pub async fn spawn_ingest(
     prefix: &str,
     secret: &str,
     nats_url: &str,
+    orgs: &str,
 ) -> anyhow::Result<(Child, SocketAddr)> {
     let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let bin = showpass_bin(bin);
@@ -31,6 +32,7 @@ pub async fn spawn_ingest(
         .arg("ingest")
         .env("INGEST_ADDR", addr.to_string())
         .env("SHOWPASS_WEBHOOK_SECRET", secret)
+        .env("SHOWPASS_WEBHOOK_ORGS", orgs)
         .env("NATS_URL", nats_url)
         .env("NATS_SUBJECT_PREFIX", prefix)
         .env("RUST_LOG", "error")

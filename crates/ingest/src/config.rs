@@ -87,6 +87,11 @@ pub enum ConfigError {
 pub struct Endpoint {
     pub secrets: Vec<Secret>,
     pub orgs: Option<Vec<String>>,
+    /// Whether its deliveries' signed `id`s are bound to their organizations in JetStream.
+    /// Not for an endpoint bound to one organization whose secrets no other endpoint holds:
+    /// no signature valid there can be accepted for another organization anywhere, so the
+    /// binding (a JetStream write per new `id`) would add nothing.
+    pub binds_ids: bool,
 }
 
 impl Endpoint {
@@ -129,6 +134,7 @@ impl Endpoints {
                 Endpoint {
                     secrets: secrets(d.split(','), "SHOWPASS_WEBHOOK_SECRET")?,
                     orgs: default_orgs,
+                    binds_ids: true,
                 },
             );
         } else if default_orgs.is_some() {
@@ -160,6 +166,7 @@ impl Endpoints {
             let endpoint = Endpoint {
                 secrets: secrets(list.split('|'), &what)?,
                 orgs: bound,
+                binds_ids: true,
             };
             if map.insert(name.to_owned(), endpoint).is_some() {
                 return Err(ConfigError::DuplicateEndpoint(name.to_owned()));
@@ -167,6 +174,23 @@ impl Endpoints {
         }
         if map.is_empty() {
             return Err(ConfigError::NoSecret);
+        }
+        let shared = |name: &str, e: &Endpoint| {
+            map.iter().any(|(other, o): (&String, &Endpoint)| {
+                other != name && o.secrets.iter().any(|s| e.secrets.contains(s))
+            })
+        };
+        let binds: Vec<(String, bool)> = map
+            .iter()
+            .map(|(name, e)| {
+                let one_org = e.orgs.as_ref().is_some_and(|o| o.len() == 1);
+                (name.clone(), !one_org || shared(name, e))
+            })
+            .collect();
+        for (name, b) in binds {
+            if let Some(e) = map.get_mut(&name) {
+                e.binds_ids = b;
+            }
         }
         Ok(Self(map))
     }
@@ -301,6 +325,24 @@ mod tests {
             e.get("lone").unwrap().orgs.as_deref(),
             Some(&["7".to_owned()][..])
         );
+    }
+
+    #[test]
+    fn only_an_endpoint_of_one_organization_with_its_own_secret_skips_id_bindings() {
+        let e = Endpoints::parse_with_orgs(
+            Some("s0"),
+            Some("20"),
+            Some("a=sa@31,b=sb@31+32,c=s0@40,open=so"),
+        )
+        .unwrap();
+        let binds = |n: &str| e.get(n).unwrap().binds_ids;
+        assert!(!binds("a"), "one organization, its own secret");
+        assert!(binds("b"), "two organizations");
+        assert!(
+            binds(DEFAULT_ENDPOINT) && binds("c"),
+            "a secret shared with another endpoint"
+        );
+        assert!(binds("open"), "any organization");
     }
 
     #[test]

@@ -188,7 +188,12 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
         );
         return state.refuse(&meta, Some(&envelope), &body, r);
     }
-    let suspect = match state.bind(&envelope).await {
+    let check = if endpoint_config.binds_ids {
+        state.bind(&envelope).await
+    } else {
+        Ok(Check::Agrees)
+    };
+    let suspect = match check {
         Ok(Check::Agrees) => None,
         Ok(Check::OtherTransaction(first)) => Some(format!(
             "id_transaction_mismatch: this id was first accepted for transaction {:?}",
@@ -279,7 +284,9 @@ async fn read_body(
             ));
         }
     }
-    let mut buf = BytesMut::with_capacity(declared.map_or(64 * 1024, |_| room));
+    // Memory follows what arrives, not what is declared: a client that declares a large body
+    // and sends a trickle holds 16 KiB here (and its room in the budget), no more.
+    let mut buf = BytesMut::with_capacity(room.min(16 * 1024));
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(timed_out()),
@@ -304,6 +311,10 @@ async fn read_body(
         if buf.is_empty() && data.len() == total && declared == Some(total as u64) {
             // The whole body in one frame: no copy.
             return Ok((data, held));
+        }
+        if total > buf.capacity() {
+            // Once, to the whole room: no doubling past what the body may hold.
+            buf.reserve(room - buf.len());
         }
         buf.extend_from_slice(&data);
     }

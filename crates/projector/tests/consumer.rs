@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt as _;
-use showpass_payload::samples::SampleKind::Purchase;
+use showpass_payload::samples::SampleKind::{Purchase, Refund};
 use showpass_projector::{BatchLimits, Incoming, Meta, Pass, Source, apply_events, pass};
 use showpass_testkit::*;
 use sqlx::PgPool;
@@ -176,4 +176,80 @@ async fn below_the_checkpoint_only_the_ledger_says_already_applied(pool: PgPool)
         .unwrap();
     assert_eq!((again.applied, again.duplicate, again.already), (0, 0, 1));
     assert_eq!(checkpoint(&ingest, &pool).await, 1000);
+}
+
+fn planned(stream: &str, seq: u64, body: &[u8]) -> Incoming {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Showpass-Delivery-Id",
+        uuid::Uuid::new_v4().to_string().as_str(),
+    );
+    Incoming::plan(
+        Meta::from_headers(stream, seq, Some(&headers), chrono::Utc::now()),
+        body,
+    )
+}
+
+/// Issue 11 review: when not even a bare record of an event can be stored (here the log
+/// already has another delivery at its stream position, as after a renumbered stream), the
+/// stream moves past it, logged, instead of retrying it for ever.
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_event_no_record_of_which_can_be_stored_never_holds_the_stream(pool: PgPool) {
+    let stream = "T_EVENTS";
+    sqlx::query(
+        "INSERT INTO deliveries (id, received_at, endpoint, outcome, http_status, stream,
+             stream_seq, processing)
+         VALUES (gen_random_uuid(), now(), 'default', 'accepted', 202, $1, 5, 'applied')",
+    )
+    .bind(stream)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let body = sample_body(Purchase, "u-5", "T5", "20");
+    let mut conn = pool.acquire().await.unwrap();
+    let tally =
+        showpass_projector::apply_resilient(&mut conn, stream, &[planned(stream, 5, &body)])
+            .await
+            .unwrap();
+    assert_eq!(tally.failed, 1, "{tally:?}");
+    let checkpoint: i64 = sqlx::query_scalar("SELECT last_seq FROM checkpoints WHERE stream = $1")
+        .bind(stream)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(checkpoint, 5);
+    assert!(
+        applied_orders(&pool).await.is_empty(),
+        "nothing half applied"
+    );
+}
+
+/// Issue 11 review: a refund without a currency and its purchase in one batch book the
+/// refund in the purchase's currency, as in two batches.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_refund_and_its_purchase_in_one_batch_share_the_purchases_currency(pool: PgPool) {
+    let stream = "T_EVENTS";
+    let refund = edit(&sample_body(Refund, "r-1", "B1", "20"), |v| {
+        v["data"].as_object_mut().unwrap().remove("currency");
+    });
+    let purchase = edit(&sample_body(Purchase, "p-1", "B1", "20"), |v| {
+        v["data"]["currency"] = "USD".into()
+    });
+    let batch = [planned(stream, 1, &refund), planned(stream, 2, &purchase)];
+    let mut conn = pool.acquire().await.unwrap();
+    let tally = apply_events(&mut conn, stream, &batch).await.unwrap();
+    assert_eq!(tally.applied, 2);
+    let cells: Vec<(String, rust_decimal::Decimal, i64)> = sqlx::query_as(
+        "SELECT currency, sum(net_sales), sum(tickets)::int8 FROM sales_by_order_attrs GROUP BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(cells, [("USD".to_owned(), rust_decimal::Decimal::ZERO, 0)]);
+    let booked: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT booked_currency FROM invoices ORDER BY stream_seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(booked, [Some("USD".to_owned()), Some("USD".to_owned())]);
 }

@@ -155,10 +155,10 @@ pub async fn apply_events(
         })
         .collect();
     let mut known = sql::processed(&mut tx, &keys).await?;
-    let others: Vec<i64> = batch
+    let others: Vec<(i64, uuid::Uuid)> = batch
         .iter()
         .filter(|m| !matches!(m.decision, Decision::Apply(_)))
-        .map(|m| seq_of(&m.meta))
+        .map(|m| (seq_of(&m.meta), m.meta.delivery_id))
         .collect();
     let logged = sql::logged_seqs(&mut tx, stream, &others).await?;
 

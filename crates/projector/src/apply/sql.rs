@@ -83,21 +83,26 @@ pub async fn processed(
         .collect())
 }
 
-/// Which of these sequences of `stream` the delivery log already records: the ledger of the
-/// events that change no read model (tests, unknown types, failures).
+/// Which of these (sequence, delivery) pairs of `stream` the delivery log already records:
+/// the ledger of the events that change no read model (tests, unknown types, failures). A
+/// row at that sequence for another delivery (a stream renumbered since) does not count.
 pub async fn logged_seqs(
     tx: &mut PgConnection,
     stream: &str,
-    seqs: &[i64],
+    seqs: &[(i64, uuid::Uuid)],
 ) -> Result<HashSet<i64>, sqlx::Error> {
     if seqs.is_empty() {
         return Ok(HashSet::new());
     }
+    let (seq, id): (Vec<i64>, Vec<uuid::Uuid>) = seqs.iter().copied().unzip();
     sqlx::query_scalar(
-        "SELECT stream_seq FROM deliveries WHERE stream = $1 AND stream_seq = ANY($2)",
+        "SELECT d.stream_seq FROM deliveries d
+         WHERE d.stream = $1
+           AND (d.stream_seq, d.id) IN (SELECT * FROM UNNEST($2::int8[], $3::uuid[]))",
     )
     .bind(stream)
-    .bind(seqs)
+    .bind(seq)
+    .bind(id)
     .fetch_all(&mut *tx)
     .await
     .map(|v| v.into_iter().collect())
