@@ -6,7 +6,8 @@
 - every file a compose file mounts exists;
 - each overlay renders with `kubectl kustomize` when kubectl is installed;
 - both compose files pass `docker-compose config -q` when docker-compose is installed;
-- PostgreSQL and NATS are published on 127.0.0.1 only.
+- PostgreSQL and NATS are published on 127.0.0.1 only;
+- each compose service holds only its own secrets, and ingest shares no network with PostgreSQL.
 """
 
 import glob
@@ -64,8 +65,36 @@ def check_compose(path):
                 source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
                 if source.startswith(".") and not os.path.exists(os.path.join(ROOT, source)):
                     problems.append(f"{path}: service {service} mounts {source}, which does not exist")
+        check_secrets(path, doc.get("services") or {})
     if shutil.which("docker-compose"):
         run(["docker-compose", "-f", path, "config", "-q"])
+
+
+# What a service that runs `command` must not be given: ingest faces the internet and needs
+# neither the database nor the API's keys; nothing but ingest signs, so nothing else holds
+# the webhook secret.
+FORBIDDEN = {
+    "ingest": ("DATABASE_URL", "API_DATABASE_URL", "API_KEYS", "API_CURSOR_SECRET"),
+    "projector": ("SHOWPASS_WEBHOOK_SECRET", "SHOWPASS_ENDPOINTS", "API_KEYS"),
+    "api": ("SHOWPASS_WEBHOOK_SECRET", "SHOWPASS_ENDPOINTS", "API_DATABASE_URL"),
+    "migrate": ("SHOWPASS_WEBHOOK_SECRET", "SHOWPASS_ENDPOINTS", "API_KEYS"),
+}
+
+
+def check_secrets(path, services):
+    postgres_networks = set((services.get("postgres") or {}).get("networks") or ["default"])
+    for service, spec in services.items():
+        command = (spec.get("command") or [None])[0]
+        env = spec.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) for e in env)
+        for name in FORBIDDEN.get(command, ()):
+            if name in env:
+                problems.append(f"{path}: service {service} ({command}) is given {name}")
+        if command == "ingest":
+            shared = set(spec.get("networks") or ["default"]) & postgres_networks
+            if shared:
+                problems.append(f"{path}: service {service} shares network {shared} with postgres")
 
 
 def run(cmd):

@@ -186,10 +186,7 @@ fn cleanup(nats: &str, prefix: &str) {
     rt.block_on(async {
         let client = async_nats::connect(nats).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        for s in [
-            showpass_payload::subject::events_stream(prefix),
-            showpass_payload::subject::deliveries_stream(prefix),
-        ] {
+        for s in showpass_core::nats::NatsConfig::local(prefix).all_streams() {
             let _ = js.delete_stream(s).await;
         }
     });

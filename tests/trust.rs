@@ -194,11 +194,20 @@ fn every_service_runs_with_only_what_it_needs() {
 
         // Beyond their rights.
         let port = nats.port;
+        // As each part connects: with its own inbox prefix (the reader keeps the default).
         let connect = |user: &'static str| async move {
-            async_nats::ConnectOptions::with_user_and_password(user.into(), format!("pw-{user}"))
-                .connect(format!("127.0.0.1:{port}"))
-                .await
-                .unwrap()
+            let options = async_nats::ConnectOptions::with_user_and_password(
+                user.into(),
+                format!("pw-{user}"),
+            );
+            let options = if user == "reader" {
+                options
+            } else {
+                options.custom_inbox_prefix(showpass_core::nats::inbox_prefix(&format!(
+                    "showpass-{user}"
+                )))
+            };
+            options.connect(format!("127.0.0.1:{port}")).await.unwrap()
         };
         let js_of = |c: async_nats::Client| {
             async_nats::jetstream::ContextBuilder::new()
@@ -276,7 +285,111 @@ fn every_service_runs_with_only_what_it_needs() {
             "the reader publishes nothing into the event store"
         );
 
-        // The api's database role reads and writes nothing.
+        // Each service's replies and pull deliveries come to its own inbox: ingest cannot
+        // read the projector's, and nothing a service receives passes through `_INBOX.>`.
+        let mut projector_inbox = ingest_client
+            .subscribe("_INBOX_showpass-projector.>")
+            .await
+            .unwrap();
+        let mut any_inbox = ingest_client.subscribe("_INBOX.>").await.unwrap();
+        let reader = connect("reader").await;
+        let mut reader_inbox = reader.subscribe("_INBOX.>").await.unwrap();
+        ingest_client.flush().await.unwrap();
+        reader.flush().await.unwrap();
+        let body = showpass_testkit::sample_body(
+            showpass_payload::samples::SampleKind::Purchase,
+            "auth-2",
+            "AUTH-2",
+            "20",
+        );
+        let sig = showpass_payload::signature::sign(SECRET.as_bytes(), "AUTH-2");
+        let (status, _) = post(
+            ingest,
+            "/webhooks/showpass",
+            &[("X-SHOWPASS-SIGNATURE", &sig)],
+            body,
+        )
+        .await;
+        assert_eq!(status.as_u16(), 202);
+        for (what, sub) in [
+            ("ingest, the projector's inbox", &mut projector_inbox),
+            ("ingest, _INBOX.>", &mut any_inbox),
+            ("the reader, _INBOX.>", &mut reader_inbox),
+        ] {
+            let seen = tokio::time::timeout(Duration::from_secs(2), sub.next()).await;
+            assert!(!matches!(seen, Ok(Some(_))), "{what} received {seen:?}");
+        }
+
+        // The api deletes nothing and forges no delivery record.
+        let api_client = connect("api").await;
+        let api_js = js_of(api_client.clone());
+        let events = api_js.get_stream("SHOWPASS_EVENTS").await.unwrap();
+        assert!(
+            events.delete_message(1).await.is_err(),
+            "the api's user cannot delete an event"
+        );
+        let mut records = reader.subscribe("showpass.deliveries.>").await.unwrap();
+        reader.flush().await.unwrap();
+        api_client
+            .publish("showpass.deliveries.rejected.default", "forged".into())
+            .await
+            .unwrap();
+        api_client.flush().await.unwrap();
+        let forged = tokio::time::timeout(Duration::from_secs(1), records.next()).await;
+        assert!(
+            !matches!(forged, Ok(Some(_))),
+            "the api's user cannot publish a delivery record"
+        );
+
+        // The reader keeps its own consumers, and cannot touch the projector's.
+        let reader_js = js_of(reader.clone());
+        let events = reader_js.get_stream("SHOWPASS_EVENTS").await.unwrap();
+        assert!(
+            events.delete_consumer("projector").await.is_err(),
+            "the reader cannot delete the projector's consumer"
+        );
+        assert!(
+            events
+                .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                    durable_name: Some("projector".into()),
+                    ..Default::default()
+                })
+                .await
+                .is_err(),
+            "the reader cannot redefine the projector's consumer"
+        );
+        assert!(
+            events.consumer_info("projector").await.is_ok(),
+            "the projector's consumer is still there"
+        );
+        let mine = events
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("reader-tool".into()),
+                ..Default::default()
+            })
+            .await;
+        assert!(mine.is_ok(), "a reader's own durable consumer: {mine:?}");
+        assert!(events.delete_consumer("reader-tool").await.is_ok());
+
+        // The api's database role reads and writes nothing; its password reached the server
+        // only as a SCRAM verifier of it.
+        let owner = sqlx::PgPool::connect(&owner_url).await.unwrap();
+        let stored: String =
+            sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+                .bind(&role)
+                .fetch_one(&owner)
+                .await
+                .unwrap();
+        let salt = stored.split(['$', ':']).nth(2).unwrap();
+        use base64::Engine as _;
+        let salt = base64::engine::general_purpose::STANDARD
+            .decode(salt)
+            .unwrap();
+        assert_eq!(
+            stored,
+            showpass_store::scram_sha256_verifier("reader-pw", &salt).unwrap()
+        );
+        owner.close().await;
         let pool = sqlx::PgPool::connect(&reader_url).await.unwrap();
         assert!(
             sqlx::query("SELECT count(*) FROM orders")
@@ -333,6 +446,10 @@ fn ingest_memory_stays_bounded_when_large_bodies_arrive_while_nats_is_paused() {
         pair("SHOWPASS_WEBHOOK_SECRET", SECRET),
         pair("INGEST_ADDR", format!("127.0.0.1:{port}")),
         pair("INGEST_REQUEST_TIMEOUT", "30s"),
+        // Each request from an address of its own (behind a trusted proxy), so no source's
+        // share stops them: the whole budget is taken.
+        pair("INGEST_TRUSTED_PROXIES", "127.0.0.1"),
+        pair("INGEST_ALLOWLIST", "0.0.0.0/0"),
         pair("RUST_LOG", "error"),
     ];
     let ingest = spawn("ingest", &env);
@@ -357,13 +474,17 @@ fn ingest_memory_stays_bounded_when_large_bodies_arrive_while_nats_is_paused() {
     let big = bytes::Bytes::from(big);
     let answered = rt.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..256 {
+        for i in 0..256 {
             let big = big.clone();
             tasks.spawn(async move {
-                let headers = [(
-                    "X-SHOWPASS-SIGNATURE",
-                    "0000000000000000000000000000000000000000",
-                )];
+                let from = format!("198.51.100.{}", i % 250 + 1);
+                let headers = [
+                    (
+                        "X-SHOWPASS-SIGNATURE",
+                        "0000000000000000000000000000000000000000",
+                    ),
+                    ("x-forwarded-for", from.as_str()),
+                ];
                 let mut statuses = Vec::new();
                 for _ in 0..2 {
                     if let Ok((s, _)) =
@@ -430,9 +551,11 @@ fn ingest_memory_stays_bounded_when_large_bodies_arrive_while_nats_is_paused() {
 fn credentials_in_urls_never_reach_the_logs() {
     let dead = free_port();
     let env = [
+        // Unescaped delimiters in the password: the URL does not parse, and its error must
+        // not show it.
         pair(
             "NATS_URL",
-            format!("nats://ingest:hunter2-nats@127.0.0.1:{dead}"),
+            format!("nats://ingest:hunter2/na?ts#x@127.0.0.1:{dead}"),
         ),
         pair(
             "DATABASE_URL",
@@ -456,23 +579,74 @@ fn credentials_in_urls_never_reach_the_logs() {
         std::thread::sleep(Duration::from_secs(3));
         let _ = child.kill();
         let _ = child.wait();
-        let mut out = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
+        let out = output_of(&mut child);
         assert!(!out.is_empty(), "{command} said nothing");
         assert!(
             !out.contains("hunter2"),
             "{command} printed a password:\n{out}"
         );
     }
+}
+
+/// `migrate` makes the api's read-only role without its password in any log line, sqlx's
+/// statement logging at its most verbose included (issue 12 review).
+#[test]
+fn the_read_only_roles_password_never_reaches_the_logs() {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let db = format!("trust_pw_{tag}");
+    let owner_url = database_url_of(&db);
+    let role = format!("showpass_api_{tag}");
+    // `hunter2/slash` percent-encoded, as a URL must carry it.
+    let reader_url = owner_url.replacen("://postgres@", &format!("://{role}:hunter2%2Fslash@"), 1);
+    let env = [
+        pair("DATABASE_URL", owner_url.clone()),
+        pair("API_DATABASE_URL", reader_url),
+        // No NATS: migrate stops there, after the database and the role.
+        pair("NATS_URL", format!("nats://127.0.0.1:{}", free_port())),
+        pair("RUST_LOG", "trace"),
+    ];
+    let mut child = Command::new(&*BIN)
+        .args(["migrate", "--wait", "3s"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = output_of(&mut child);
+    assert!(out.contains("read-only role ready"), "{out}");
+    assert!(
+        !out.contains("hunter2") && !out.contains("SCRAM-SHA-256$"),
+        "migrate printed the password or its verifier:\n{out}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let owner = sqlx::PgPool::connect(&database_url_of("postgres"))
+            .await
+            .unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .execute(&owner)
+            .await;
+        let _ = sqlx::query(&format!("DROP ROLE IF EXISTS \"{role}\""))
+            .execute(&owner)
+            .await;
+    });
+}
+
+/// What a finished child printed, its standard error then its standard output.
+fn output_of(child: &mut std::process::Child) -> String {
+    let mut out = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut out).unwrap();
+    }
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut out).unwrap();
+    }
+    out
 }

@@ -569,6 +569,21 @@ fn push_field(out: &mut String, v: &str) {
     out.push('"');
 }
 
+/// How long an export waits for its client to take the next chunk: a client that stops reading
+/// gives its export connection back.
+const EXPORT_SEND_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Hands a chunk to the response body; `false` when the client went away or stalled.
+async fn send(
+    tx: &tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    chunk: Result<bytes::Bytes, std::io::Error>,
+) -> bool {
+    matches!(
+        tokio::time::timeout(EXPORT_SEND_STALL, tx.send(chunk)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// The itemised export: money lines of purchases, refunds and voids, oldest first, streamed
 /// from a cursor so memory stays flat however many lines there are.
 fn export(state: AppState, filters: SalesFilters, range: Range) -> Response {
@@ -611,17 +626,17 @@ fn export(state: AppState, filters: SalesFilters, range: Range) -> Response {
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "CSV export failed midway");
                     // The status is sent already: cut the body so the client sees an error.
-                    let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
+                    let _ = send(&tx, Err(std::io::Error::other("export failed"))).await;
                     return;
                 }
                 None => {
-                    let _ = tx.send(Ok(bytes::Bytes::from(chunk))).await;
+                    let _ = send(&tx, Ok(bytes::Bytes::from(chunk))).await;
                     return;
                 }
             }
             let full = std::mem::take(&mut chunk);
-            if tx.send(Ok(bytes::Bytes::from(full))).await.is_err() {
-                return; // the client went away
+            if !send(&tx, Ok(bytes::Bytes::from(full))).await {
+                return; // the client went away, or stopped reading
             }
         }
     });

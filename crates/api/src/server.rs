@@ -180,7 +180,7 @@ pub async fn run(
     let state = AppState::new(pool.clone(), export_pool.clone(), js, config);
     if let MetricsAt::Private(hub) = &state.config.metrics {
         let s = state.clone();
-        hub.add(Arc::new(move || s.metrics.render()));
+        hub.set("api", Arc::new(move || s.metrics.render()));
     }
     let addr = listener
         .local_addr()

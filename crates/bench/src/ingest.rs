@@ -123,8 +123,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut ingest_config = NatsConfig::local(ingest_prefix);
     ingest_config.url = args.nats_url.clone();
     for config in [&bare_config, &ingest_config] {
-        let _ = js.delete_stream(config.events_stream()).await;
-        let _ = js.delete_stream(config.deliveries_stream()).await;
+        for s in config.all_streams() {
+            let _ = js.delete_stream(s).await;
+        }
     }
     result
 }

@@ -125,8 +125,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     services::stop(&mut ingest).await;
     if let Ok(client) = async_nats::connect(args.nats_url.as_str()).await {
         let js = async_nats::jetstream::new(client);
-        let _ = js.delete_stream(nats_config.events_stream()).await;
-        let _ = js.delete_stream(nats_config.deliveries_stream()).await;
+        for s in nats_config.all_streams() {
+            let _ = js.delete_stream(s).await;
+        }
     }
     if let Ok(mut admin) =
         PgConnection::connect(&format!("{}/postgres", args.postgres.trim_end_matches('/'))).await

@@ -143,7 +143,15 @@ pub struct IngestArgs {
         default_value_t = 60
     )]
     pub rejection_records_per_minute: u32,
-    /// Memory for request bodies being read at once, in bytes.
+    /// Rejections recorded in the delivery log a minute from all sources together.
+    #[arg(
+        long = "ingest-rejection-records-total-per-minute",
+        env = "INGEST_REJECTION_RECORDS_TOTAL_PER_MINUTE",
+        default_value_t = 1000
+    )]
+    pub rejection_records_total_per_minute: u32,
+    /// Memory for request bodies being read at once, in bytes (at least 8 × the body limit:
+    /// one source may hold an eighth of it).
     #[arg(long = "ingest-body-budget", env = "INGEST_BODY_BUDGET", default_value_t = 64 * 1024 * 1024)]
     pub body_budget: usize,
     #[command(flatten)]
@@ -183,6 +191,7 @@ impl HttpArgs {
         Ok(showpass_core::http::Limits {
             header_read_timeout: self.header_read_timeout,
             max_connections: self.max_connections,
+            ..showpass_core::http::Limits::default()
         })
     }
 }
@@ -215,7 +224,8 @@ impl IngestArgs {
             allowlist,
             rejected_body_prefix: self.rejected_body_prefix,
             rejection_records_per_minute: self.rejection_records_per_minute,
-            body_budget: self.body_budget.max(self.body_limit),
+            rejection_records_total_per_minute: self.rejection_records_total_per_minute,
+            body_budget: self.body_budget.max(self.body_limit.saturating_mul(8)),
             log_queue_bytes: 16 * 1024 * 1024,
             http: self.http.limits()?,
             metrics: showpass_core::http::MetricsAt::Public,
@@ -478,6 +488,13 @@ impl MigrateArgs {
             config.deliveries_stream(),
             showpass_payload::subject::deliveries_filter(&config.prefix),
         );
+        // Ids accepted before ingest bound them get their binding now, once.
+        let bound = showpass_ingest::backfill_bindings(&js, &config)
+            .await
+            .context("binding the ids of stored events to their organizations")?;
+        if bound > 0 {
+            println!("id bindings: {bound} ids of stored events bound to their organizations");
+        }
         Ok(())
     }
 }

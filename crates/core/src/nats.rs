@@ -63,14 +63,20 @@ impl std::fmt::Debug for NatsConfig {
     }
 }
 
+/// The inbox prefix of a client named `name`.
+pub fn inbox_prefix(name: &str) -> String {
+    format!("_INBOX_{name}")
+}
+
 /// URLs with any `user:password@` or `token@` replaced by `[redacted]@`, for logs and errors.
 pub fn redact_urls(urls: &str) -> String {
     urls.split(',')
         .map(|u| {
             let u = u.trim();
             let (scheme, rest) = u.split_once("://").map_or(("", u), |(s, r)| (s, r));
-            let host_start = rest.find('/').unwrap_or(rest.len());
-            match rest[..host_start].rfind('@') {
+            // The last `@`: a password may hold `/`, `?`, `#` or `@` unescaped (a URL that
+            // then fails to parse is exactly the one an error message shows).
+            match rest.rfind('@') {
                 Some(at) => {
                     let shown = format!("[redacted]{}", &rest[at..]);
                     if scheme.is_empty() {
@@ -102,6 +108,17 @@ impl NatsConfig {
             creds: None,
             token: None,
         }
+    }
+
+    /// Every stream the platform makes under this prefix (the events, the deliveries, the
+    /// bindings bucket's, and an upgrade's copy): what a test or a bench removes after itself.
+    pub fn all_streams(&self) -> [String; 4] {
+        [
+            self.events_stream(),
+            self.deliveries_stream(),
+            format!("KV_{}", self.bindings_bucket()),
+            format!("{}_UPGRADE", self.events_stream()),
+        ]
     }
 
     /// The key-value bucket binding each signed `id` to its organization.
@@ -225,6 +242,9 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
     }
     options
         .name(name)
+        // Replies and pull deliveries come to this service's own inboxes: its NATS user may
+        // subscribe to `_INBOX_{name}.>` and no other service's (deploy/nats/authorization.conf).
+        .custom_inbox_prefix(inbox_prefix(name))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
@@ -626,6 +646,11 @@ mod tests {
         assert_eq!(
             redact_urls("nats://ingest:s3cret@nats:4222, tls://tok3n@n2:4222,nats://n3:4222"),
             "nats://[redacted]@nats:4222,tls://[redacted]@n2:4222,nats://n3:4222"
+        );
+        assert_eq!(
+            redact_urls("nats://api:a/b?c#d@e@nats:4222"),
+            "nats://[redacted]@nats:4222",
+            "a password with URL delimiters in it"
         );
         let mut c = NatsConfig::local("p");
         c.url = "nats://u:hunter2@h:4222".into();

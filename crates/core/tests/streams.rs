@@ -51,11 +51,9 @@ async fn provisioning_is_idempotent_concurrent_and_applies_new_limits() {
         Duration::from_secs(3600)
     );
 
-    let _ = js
-        .delete_stream(format!("{}_UPGRADE", config.events_stream()))
-        .await;
-    js.delete_stream(config.events_stream()).await.unwrap();
-    js.delete_stream(config.deliveries_stream()).await.unwrap();
+    for s in config.all_streams() {
+        let _ = js.delete_stream(s).await;
+    }
 }
 
 #[test]
@@ -109,11 +107,9 @@ async fn subscribers_see_what_the_stream_stored_and_never_a_dropped_duplicate() 
     }
     assert_eq!(seen, ["first", "second"]);
 
-    let _ = js
-        .delete_stream(format!("{}_UPGRADE", config.events_stream()))
-        .await;
-    js.delete_stream(config.events_stream()).await.unwrap();
-    js.delete_stream(config.deliveries_stream()).await.unwrap();
+    for s in config.all_streams() {
+        let _ = js.delete_stream(s).await;
+    }
 }
 
 /// An events stream made by an earlier version (storing the public subjects, no republish)
@@ -187,9 +183,7 @@ async fn a_stream_of_the_earlier_shape_is_upgraded_keeping_every_message() {
         nats::UpgradeReport::default()
     );
 
-    let _ = js
-        .delete_stream(format!("{}_UPGRADE", config.events_stream()))
-        .await;
-    js.delete_stream(config.events_stream()).await.unwrap();
-    js.delete_stream(config.deliveries_stream()).await.unwrap();
+    for s in config.all_streams() {
+        let _ = js.delete_stream(s).await;
+    }
 }

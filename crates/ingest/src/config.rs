@@ -28,7 +28,9 @@ pub struct IngestConfig {
     pub rejected_body_prefix: usize,
     /// Rejections recorded per source address a minute; past it they are only counted.
     pub rejection_records_per_minute: u32,
-    /// Memory for request bodies being read at once, in bytes.
+    /// Rejections recorded a minute from all sources together.
+    pub rejection_records_total_per_minute: u32,
+    /// Memory for request bodies being read at once, in bytes (one source holds an eighth).
     pub body_budget: usize,
     /// Bytes of delivery-log records waiting for JetStream, at most.
     pub log_queue_bytes: usize,
@@ -50,6 +52,7 @@ impl IngestConfig {
             allowlist: None,
             rejected_body_prefix: 256,
             rejection_records_per_minute: 60,
+            rejection_records_total_per_minute: 1000,
             body_budget: 64 * 1024 * 1024,
             log_queue_bytes: 16 * 1024 * 1024,
             http: showpass_core::http::Limits::default(),
@@ -87,11 +90,6 @@ pub enum ConfigError {
 pub struct Endpoint {
     pub secrets: Vec<Secret>,
     pub orgs: Option<Vec<String>>,
-    /// Whether its deliveries' signed `id`s are bound to their organizations in JetStream.
-    /// Not for an endpoint bound to one organization whose secrets no other endpoint holds:
-    /// no signature valid there can be accepted for another organization anywhere, so the
-    /// binding (a JetStream write per new `id`) would add nothing.
-    pub binds_ids: bool,
 }
 
 impl Endpoint {
@@ -134,7 +132,6 @@ impl Endpoints {
                 Endpoint {
                     secrets: secrets(d.split(','), "SHOWPASS_WEBHOOK_SECRET")?,
                     orgs: default_orgs,
-                    binds_ids: true,
                 },
             );
         } else if default_orgs.is_some() {
@@ -166,7 +163,6 @@ impl Endpoints {
             let endpoint = Endpoint {
                 secrets: secrets(list.split('|'), &what)?,
                 orgs: bound,
-                binds_ids: true,
             };
             if map.insert(name.to_owned(), endpoint).is_some() {
                 return Err(ConfigError::DuplicateEndpoint(name.to_owned()));
@@ -174,23 +170,6 @@ impl Endpoints {
         }
         if map.is_empty() {
             return Err(ConfigError::NoSecret);
-        }
-        let shared = |name: &str, e: &Endpoint| {
-            map.iter().any(|(other, o): (&String, &Endpoint)| {
-                other != name && o.secrets.iter().any(|s| e.secrets.contains(s))
-            })
-        };
-        let binds: Vec<(String, bool)> = map
-            .iter()
-            .map(|(name, e)| {
-                let one_org = e.orgs.as_ref().is_some_and(|o| o.len() == 1);
-                (name.clone(), !one_org || shared(name, e))
-            })
-            .collect();
-        for (name, b) in binds {
-            if let Some(e) = map.get_mut(&name) {
-                e.binds_ids = b;
-            }
         }
         Ok(Self(map))
     }
@@ -325,24 +304,6 @@ mod tests {
             e.get("lone").unwrap().orgs.as_deref(),
             Some(&["7".to_owned()][..])
         );
-    }
-
-    #[test]
-    fn only_an_endpoint_of_one_organization_with_its_own_secret_skips_id_bindings() {
-        let e = Endpoints::parse_with_orgs(
-            Some("s0"),
-            Some("20"),
-            Some("a=sa@31,b=sb@31+32,c=s0@40,open=so"),
-        )
-        .unwrap();
-        let binds = |n: &str| e.get(n).unwrap().binds_ids;
-        assert!(!binds("a"), "one organization, its own secret");
-        assert!(binds("b"), "two organizations");
-        assert!(
-            binds(DEFAULT_ENDPOINT) && binds("c"),
-            "a secret shared with another endpoint"
-        );
-        assert!(binds("open"), "any organization");
     }
 
     #[test]

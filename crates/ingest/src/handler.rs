@@ -18,7 +18,7 @@ use showpass_payload::{Envelope, idempotency_key, signature, subject};
 use crate::DEFAULT_ENDPOINT;
 use crate::bindings::{Binding, Check};
 use crate::deliveries::{DeliveryMeta, Record, header as h, record_body};
-use crate::limits::Held;
+use crate::limits::{Held, NoRoom};
 use crate::state::{AppState, Inner};
 
 /// Why a delivery was not accepted: the HTTP status, a stable reason code, and a detail.
@@ -37,6 +37,14 @@ impl Refusal {
             detail: detail.into(),
         }
     }
+}
+
+/// Whether a refused request carried a verified signature: the two are recorded at rates of
+/// their own.
+#[derive(Clone, Copy)]
+pub(crate) enum Trust {
+    Unsigned,
+    Signed,
 }
 
 /// The JSON body of every answer.
@@ -132,7 +140,9 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
         );
         return state.count_only(&meta, r);
     };
-    // A request without a signature is refused before its body is read.
+    // A request without a signature is refused before its body is read. A malformed one is
+    // not: the body decides between 400 (not a delivery) and 401, as it always has, and
+    // refusing it early would protect nothing (any client can send 40 hex digits).
     let Some(sig) = parts
         .headers
         .get("x-showpass-signature")
@@ -143,17 +153,17 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
             "missing_signature",
             "the X-SHOWPASS-SIGNATURE header is missing",
         );
-        return state.refuse(&meta, None, &Bytes::new(), r);
+        return state.refuse(&meta, None, &Bytes::new(), r, Trust::Unsigned);
     };
-    let (body, _held) = match read_body(&state, &parts.headers, body).await {
+    let (body, _held) = match read_body(&state, &parts.headers, remote, body).await {
         Ok(b) => b,
-        Err(r) => return state.refuse(&meta, None, &Bytes::new(), r),
+        Err(r) => return state.refuse(&meta, None, &Bytes::new(), r, Trust::Unsigned),
     };
     let envelope = match Envelope::parse(&body) {
         Ok(e) => e,
         Err(e) => {
             let r = Refusal::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string());
-            return state.refuse(&meta, None, &body, r);
+            return state.refuse(&meta, None, &body, r, Trust::Unsigned);
         }
     };
     let verified = sig.is_some_and(|sig| {
@@ -173,7 +183,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
             "the X-SHOWPASS-SIGNATURE header does not match the payload id under this endpoint's secret"
         };
         let r = Refusal::new(StatusCode::UNAUTHORIZED, "bad_signature", detail);
-        return state.refuse(&meta, Some(&envelope), &body, r);
+        return state.refuse(&meta, Some(&envelope), &body, r, Trust::Unsigned);
     }
     let org = envelope.organization_id.as_deref();
     if !endpoint_config.allows_org(org) {
@@ -186,14 +196,11 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
                 subject::header_value(org.unwrap_or("(none)"))
             ),
         );
-        return state.refuse(&meta, Some(&envelope), &body, r);
+        return state.refuse(&meta, Some(&envelope), &body, r, Trust::Signed);
     }
-    let check = if endpoint_config.binds_ids {
-        state.bind(&envelope).await
-    } else {
-        Ok(Check::Agrees)
-    };
-    let suspect = match check {
+    // Every accepted id is bound, single-organization endpoints' included: the binding is what
+    // still holds when an endpoint's organizations or secrets change later.
+    let suspect = match state.bind(&envelope).await {
         Ok(Check::Agrees) => None,
         Ok(Check::OtherTransaction(first)) => Some(format!(
             "id_transaction_mismatch: this id was first accepted for transaction {:?}",
@@ -209,7 +216,16 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
                     subject::header_value(&first)
                 ),
             );
-            return state.refuse(&meta, Some(&envelope), &body, r);
+            return state.refuse(&meta, Some(&envelope), &body, r, Trust::Signed);
+        }
+        Ok(Check::Unreadable) => {
+            let r = Refusal::new(
+                StatusCode::CONFLICT,
+                "id_conflict",
+                "this signed id's binding is unreadable, so the delivery cannot be held to an \
+                 organization; an operator must look at the bindings bucket",
+            );
+            return state.refuse(&meta, Some(&envelope), &body, r, Trust::Signed);
         }
         Err(e) => {
             tracing::warn!(error = %e, "id binding unavailable");
@@ -218,7 +234,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
                 "nats_unavailable",
                 "the event store is unreachable; retry later",
             );
-            return state.refuse(&meta, Some(&envelope), &body, r);
+            return state.refuse(&meta, Some(&envelope), &body, r, Trust::Signed);
         }
     };
 
@@ -228,14 +244,16 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
 }
 
 /// Every `X-Forwarded-For` line, in order, as one list: a client may send a line of its own
-/// before the proxy's, and only reading them all finds the hop the proxy saw.
+/// before the proxy's, and only reading them all finds the hop the proxy saw. A line that is
+/// not text stands as one unreadable hop, where the chain that can be believed ends.
 fn forwarded_for(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|line| line.split(','))
-        .map(|hop| hop.trim().to_owned())
+        .flat_map(|v| match v.to_str() {
+            Ok(line) => line.split(',').map(|hop| hop.trim().to_owned()).collect(),
+            Err(_) => vec![String::new()],
+        })
         .collect()
 }
 
@@ -244,6 +262,7 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<String> {
 async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
+    from: std::net::IpAddr,
     mut body: axum::body::Body,
 ) -> Result<(Bytes, Held), Refusal> {
     let limit = state.config.body_limit;
@@ -271,11 +290,17 @@ async fn read_body(
     };
     // The room for the whole body is taken at once (what it declares, else the limit): taken
     // piece by piece, many bodies half read could each hold a part and none ever finish.
-    let mut held = state.budget.empty();
     let room = declared.map_or(limit, |n| n as usize);
-    match tokio::time::timeout_at(deadline, state.budget.grow(&mut held, room)).await {
-        Ok(true) => {}
-        Ok(false) => return Err(too_large()),
+    let held = match tokio::time::timeout_at(deadline, state.budget.hold(from, room)).await {
+        Ok(Ok(held)) => held,
+        Ok(Err(NoRoom::TooLarge)) => return Err(too_large()),
+        Ok(Err(NoRoom::SourceFull)) => {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "this source has too many bodies in flight; retry later",
+            ));
+        }
         Err(_) => {
             return Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -283,7 +308,7 @@ async fn read_body(
                 "too many bodies are being received at once; retry later",
             ));
         }
-    }
+    };
     // Memory follows what arrives, not what is declared: a client that declares a large body
     // and sends a trickle holds 16 KiB here (and its room in the budget), no more.
     let mut buf = BytesMut::with_capacity(room.min(16 * 1024));
@@ -341,17 +366,22 @@ impl Inner {
     }
 
     /// Answers a refusal at a known endpoint and records it on the deliveries stream, up to
-    /// the per-source rate; past it the refusal is only counted.
+    /// the record rate of its kind; past it the refusal is only counted.
     fn refuse(
         &self,
         meta: &DeliveryMeta,
         envelope: Option<&Envelope<'_>>,
         body: &Bytes,
         r: Refusal,
+        trust: Trust,
     ) -> Response {
         tracing::Span::current().record("outcome", "rejected");
         self.metrics.request("rejected", r.reason);
-        if !self.rejections.allow(meta.remote_addr) {
+        let rate = match trust {
+            Trust::Unsigned => &self.rejections,
+            Trust::Signed => &self.signed_rejections,
+        };
+        if !rate.allow(meta.remote_addr) {
             self.metrics.unrecorded.inc();
             tracing::debug!(remote_addr = %meta.remote_addr, reason = r.reason, "delivery rejected (over the source's record rate: counted only)");
             return answer_refusal(meta, envelope, &r);
@@ -394,23 +424,9 @@ impl Inner {
         &self,
         envelope: &Envelope<'_>,
     ) -> Result<Check, async_nats::jetstream::kv::EntryError> {
-        let mine = Binding {
-            org: subject::header_value(
-                envelope
-                    .organization_id
-                    .as_deref()
-                    .unwrap_or(subject::MISSING),
-            )
-            .into_owned(),
-            transaction_id: subject::header_value(
-                envelope
-                    .transaction_id
-                    .as_deref()
-                    .unwrap_or(subject::MISSING),
-            )
-            .into_owned(),
-        };
-        self.bindings.check(&envelope.id, &mine).await
+        self.bindings
+            .check(&envelope.id, &Binding::of(envelope))
+            .await
     }
 
     /// Publishes a verified delivery and answers once JetStream has acked it. `suspect` says
@@ -429,7 +445,7 @@ impl Inner {
                 "nats_unavailable",
                 "the event store is unreachable; retry later",
             );
-            return self.refuse(meta, Some(envelope), &body, r);
+            return self.refuse(meta, Some(envelope), &body, r, Trust::Signed);
         }
         // Stored behind an underscore; the stream republishes it to subscribers only if it
         // stored it, so a duplicate it drops is seen by no one.
@@ -475,7 +491,7 @@ impl Inner {
                         format!("the event store did not store the delivery: {e}"),
                     ),
                 };
-                return self.refuse(meta, Some(envelope), &body, r);
+                return self.refuse(meta, Some(envelope), &body, r, Trust::Signed);
             }
             Err(_) => {
                 let r = Refusal::new(
@@ -483,7 +499,7 @@ impl Inner {
                     "publish_timeout",
                     "the event store did not acknowledge in time; retry later",
                 );
-                return self.refuse(meta, Some(envelope), &body, r);
+                return self.refuse(meta, Some(envelope), &body, r, Trust::Signed);
             }
         };
 
@@ -525,5 +541,29 @@ impl Inner {
                 detail: None,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Allowlist;
+
+    /// A client's line that is not text, followed by the proxy's own line: the proxy's hop is
+    /// read, and the chain that can be believed ends at the unreadable line (issue 12 review).
+    #[test]
+    fn an_unreadable_forwarded_for_line_ends_the_chain_without_hiding_the_proxys_hop() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"34.83.8.110, \xff").unwrap(),
+        );
+        headers.append("x-forwarded-for", "198.51.100.7".parse().unwrap());
+        let hops = forwarded_for(&headers);
+        assert_eq!(hops, ["", "198.51.100.7"]);
+        let allowlist = Allowlist::parse("showpass", Some("10.0.0.0/8")).unwrap();
+        let client = allowlist.client_addr("10.0.0.2".parse().unwrap(), &hops);
+        assert_eq!(client, "198.51.100.7".parse::<std::net::IpAddr>().unwrap());
+        assert!(!allowlist.allows(client));
     }
 }

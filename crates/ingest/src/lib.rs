@@ -17,5 +17,6 @@ mod server;
 mod state;
 
 pub use allowlist::{Allowlist, SHOWPASS_ADDRESSES};
+pub use bindings::backfill as backfill_bindings;
 pub use config::{ConfigError, DEFAULT_ENDPOINT, Endpoint, Endpoints, IngestConfig};
 pub use server::run;

@@ -46,7 +46,7 @@ impl Metrics {
         let unrecorded = Counter::default();
         registry.register(
             "rejections_unrecorded",
-            "Rejections not recorded in the delivery log because their source exceeded its rate",
+            "Rejections not recorded in the delivery log: their source, or all sources together, exceeded the record rate",
             unrecorded.clone(),
         );
         let accepted = requests

@@ -20,7 +20,7 @@ use crate::IngestConfig;
 use crate::bindings::Bindings;
 use crate::deliveries;
 use crate::handler::{receive_default, receive_named};
-use crate::limits::{BodyBudget, PerSource};
+use crate::limits::{BodyBudget, RecordRate};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Inner};
 use showpass_core::http::MetricsAt;
@@ -64,7 +64,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     if let MetricsAt::Private(hub) = &config.metrics {
         let m = metrics.clone();
-        hub.add(Arc::new(move || m.render()));
+        hub.set("ingest", Arc::new(move || m.render()));
     }
     let (log, log_task) = deliveries::spawn(
         js.clone(),
@@ -90,7 +90,14 @@ pub async fn run(
         );
     }
     let state = AppState(Arc::new(Inner {
-        rejections: PerSource::new(config.rejection_records_per_minute),
+        rejections: RecordRate::new(
+            config.rejection_records_per_minute,
+            config.rejection_records_total_per_minute,
+        ),
+        signed_rejections: RecordRate::new(
+            config.rejection_records_per_minute,
+            config.rejection_records_total_per_minute,
+        ),
         budget: BodyBudget::new(config.body_budget),
         config,
         client: client.clone(),

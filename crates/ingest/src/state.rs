@@ -7,7 +7,7 @@ use async_nats::jetstream;
 use crate::IngestConfig;
 use crate::bindings::Bindings;
 use crate::deliveries::DeliveryLog;
-use crate::limits::{BodyBudget, PerSource};
+use crate::limits::{BodyBudget, RecordRate};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -19,8 +19,11 @@ pub(crate) struct Inner {
     pub js: jetstream::Context,
     pub metrics: Arc<Metrics>,
     pub log: DeliveryLog,
-    /// Which rejections are recorded, per source.
-    pub rejections: PerSource,
+    /// Which refusals of unsigned (or wrongly signed) requests are recorded.
+    pub rejections: RecordRate,
+    /// Which refusals of verified deliveries are recorded: a rate of their own, so a flood of
+    /// junk cannot hide an attempt with a captured signature.
+    pub signed_rejections: RecordRate,
     /// Memory for bodies being read.
     pub budget: BodyBudget,
     /// Each signed id's organization.

@@ -71,7 +71,7 @@ async fn ingest_keeps_answering_while_a_panicking_neighbour_is_restarted() {
 
     let client = async_nats::connect(config.nats.url.as_str()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    for s in [config.nats.events_stream(), config.nats.deliveries_stream()] {
+    for s in config.nats.all_streams() {
         let _ = js.delete_stream(s).await;
     }
 }

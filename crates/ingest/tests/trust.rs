@@ -273,6 +273,120 @@ async fn a_captured_signature_cannot_move_to_another_organization() {
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
+/// Ids accepted before bindings existed (here: stored straight on the stream, as an older
+/// ingest did) are bound by `migrate`'s backfill, first delivery first: a signature captured
+/// from one of them cannot be sent first for another organization afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_stored_before_bindings_existed_are_bound_by_the_backfill() {
+    let ingest = TestIngest::start().await;
+    let nats = &ingest.config.nats;
+    for (id, org) in [("old-1", "20"), ("old-1", "31"), ("old-2", "20")] {
+        let body = edit(&with_ids(&format!("{id}-{org}"), "T-old", org), |v| {
+            v["id"] = json!(id)
+        });
+        ingest
+            .js
+            .publish(
+                showpass_payload::subject::stored_event_subject(
+                    &nats.prefix,
+                    Some(org),
+                    Some("invoice.purchase"),
+                ),
+                body.into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        showpass_ingest::backfill_bindings(&ingest.js, nats)
+            .await
+            .unwrap(),
+        2,
+        "two ids, each bound once: the first delivery wins"
+    );
+    let moved = edit(&with_ids("old-1-again", "T-old", "31"), |v| {
+        v["id"] = json!("old-1")
+    });
+    let (status, answer) = ingest.deliver(&moved).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let stays = edit(&with_ids("old-2-again", "T-old", "20"), |v| {
+        v["id"] = json!("old-2")
+    });
+    assert_eq!(
+        ingest.deliver(&stays).await.0,
+        StatusCode::ACCEPTED,
+        "its own organization"
+    );
+    // Done once: a later migrate does not scan the stream again.
+    assert_eq!(
+        showpass_ingest::backfill_bindings(&ingest.js, nats)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// An endpoint of one organization binds its ids too: they stay bound when the endpoint's
+/// organizations change later, and another transaction under the same id is marked suspect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_organization_endpoint_binds_its_ids_for_later() {
+    let mut ingest = TestIngest::start_with(|c| {
+        c.endpoints = Endpoints::parse_with_orgs(Some(SECRET), Some("20"), None).unwrap();
+    })
+    .await;
+    assert_eq!(
+        ingest.deliver(&with_ids("s-1", "T-1", "20")).await.0,
+        StatusCode::ACCEPTED
+    );
+    let (status, answer) = ingest.deliver(&with_ids("s-2", "T-2", "20")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let seq = answer["stream_sequence"].as_u64().unwrap();
+    let m = ingest.events().await.get_raw_message(seq).await.unwrap();
+    assert!(
+        m.headers
+            .get("Showpass-Suspect")
+            .is_some_and(|v| v.as_str().starts_with("id_transaction_mismatch")),
+        "{:?}",
+        m.headers
+    );
+    ingest.stop().await;
+    let mut config = ingest.config.clone();
+    config.endpoints = Endpoints::parse_with_orgs(Some(SECRET), Some("20,31"), None).unwrap();
+    let widened = TestIngest::start_config(config).await;
+    let (status, answer) = widened.deliver(&with_ids("s-3", "T-1", "31")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+}
+
+/// Many sources together leave at most the total of records a minute (here behind a trusted
+/// proxy, each request from an address of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sources_together_leave_at_most_the_total_of_records() {
+    let ingest = TestIngest::start_with(|c| {
+        c.allowlist = Some(Allowlist::parse("0.0.0.0/0,::/0", Some("127.0.0.1")).unwrap());
+        c.rejection_records_total_per_minute = 50;
+    })
+    .await;
+    let mut conn = KeepAlive::connect(ingest.addr).await;
+    for i in 0..300u32 {
+        let from = format!("198.51.{}.{}", i / 250, i % 250 + 1);
+        let status = conn
+            .post(
+                "/webhooks/showpass",
+                &[("x-forwarded-for", from.as_str())],
+                bytes::Bytes::from_static(b"{}"),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(records(&ingest).await, 50);
+    assert_eq!(
+        metric(&ingest, "showpass_ingest_rejections_unrecorded_total").await,
+        250
+    );
+}
+
 /// One keep-alive connection that posts request after request.
 struct KeepAlive {
     sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,

@@ -150,10 +150,7 @@ impl Drop for TestIngest {
     fn drop(&mut self) {
         self.shutdown.cancel();
         let url = self.config.nats.url.clone();
-        let streams = [
-            self.config.nats.events_stream(),
-            self.config.nats.deliveries_stream(),
-        ];
+        let streams = self.config.nats.all_streams();
         // Drop cannot await, and the test's runtime may be the very thread blocked here: clean
         // up on a thread with its own runtime and connection, so a failing test cleans up too.
         std::thread::spawn(move || {
