@@ -321,3 +321,54 @@ fn all_without_an_api_key_still_runs_ingest_and_the_projector() {
     scratch.remove(&runtime());
     assert!(sent.status.success(), "{}", stderr(&sent));
 }
+
+/// What `showpass ingest` writes to a pipe in its first seconds, with NATS away (so it logs).
+fn ingest_log(env: &[(&str, &str)]) -> String {
+    use std::io::Read as _;
+    let mut child = Command::new(&*BIN)
+        .arg("ingest")
+        .env_remove("SHOWPASS_ENDPOINTS")
+        .env("SHOWPASS_WEBHOOK_SECRET", "log-test-secret")
+        .env("INGEST_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("NATS_URL", format!("nats://127.0.0.1:{}", free_port()))
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut out = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
+/// Issue 13: a log that is not a terminal carries no colour codes, and `LOG_FORMAT=json` makes
+/// every line a JSON object.
+#[test]
+fn logs_are_plain_text_off_a_terminal_and_json_when_asked() {
+    let plain = ingest_log(&[]);
+    assert!(!plain.trim().is_empty(), "ingest logged nothing");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "escape codes in a piped log:\n{plain}"
+    );
+    let json = ingest_log(&[("LOG_FORMAT", "json")]);
+    let lines: Vec<&str> = json.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "ingest logged nothing");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}

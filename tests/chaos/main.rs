@@ -159,7 +159,7 @@ impl Platform {
             String::from_utf8_lossy(&migrate.stderr)
         );
         let mut nats_config = NatsConfig::local(prefix);
-        nats_config.url = nats.url();
+        nats_config.url = nats.url().parse().unwrap();
         let mut p = Self {
             ingest: Part::new(
                 "ingest",

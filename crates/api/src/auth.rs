@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use showpass_core::Secret;
 
 /// What a key may do.

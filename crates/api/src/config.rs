@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use showpass_core::Secret;
 use showpass_core::nats::NatsConfig;
+use showpass_store::DatabaseUrl;
 
 use crate::auth::ApiKey;
 
 /// Everything `showpass api` needs.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// JetStream, for delivery payloads and replay. Without it those answer 503.
     pub nats: Option<NatsConfig>,
     /// Bearer keys accepted on `/v1`, each with its role.
@@ -55,9 +56,9 @@ pub enum ConfigError {
 
 impl ApiConfig {
     /// A local configuration: the given database and NATS, one key.
-    pub fn local(database_url: impl Into<String>, nats: Option<NatsConfig>, key: &str) -> Self {
+    pub fn local(database_url: DatabaseUrl, nats: Option<NatsConfig>, key: &str) -> Self {
         Self {
-            database_url: database_url.into(),
+            database_url,
             nats,
             keys: vec![ApiKey::parse(key)],
             insecure: false,
@@ -108,7 +109,11 @@ mod tests {
 
     #[test]
     fn the_api_refuses_to_start_without_a_key_unless_told_to_run_insecure() {
-        let mut config = ApiConfig::local("postgres://x/y", None, "0123456789abcdef");
+        let mut config = ApiConfig::local(
+            DatabaseUrl::parse("postgres://x/y").unwrap(),
+            None,
+            "0123456789abcdef",
+        );
         config.keys.clear();
         assert_eq!(config.validate(), Err(ConfigError::NoKeys));
         config.insecure = true;

@@ -1,8 +1,7 @@
 //! `/v1/customers`: search, and one customer with their orders.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -13,14 +12,15 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::money::{CurrencyAmount, CurrencyAmounts, Money};
 use crate::orders::{self, OrderOut};
-use crate::page::{self, Cursor, CursorKey, Page, bad_cursor};
+use crate::page::{self, Cursor, CursorKey, Key, Keyset, Page, bad_cursor};
 use crate::params::{self, Params};
-use crate::server::AppState;
+use crate::routes::Routes;
+use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/customers", get(list_customers))
-        .route("/customers/{id}", get(get_customer))
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .add::<__path_list_customers, _, _>(list_customers)
+        .add::<__path_get_customer, _, _>(get_customer)
 }
 
 /// A customer: one (organization, e-mail) pair.
@@ -143,19 +143,15 @@ async fn list_all(
     if let Some(org) = org {
         sql.push(" AND c.org_id = ").push_bind(org);
     }
-    if let Some(c) = cursor {
-        let parts = Cursor::decode(c, "customers", 2, db.key)?;
-        sql.push(" AND (c.org_id, c.email) > (")
-            .push_bind(parts[0].clone())
-            .push(", ")
-            .push_bind(parts[1].clone())
-            .push(")");
-    }
-    sql.push(" ORDER BY c.org_id, c.email LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+    const LISTING: Keyset = Keyset {
+        listing: "customers",
+        columns: &[("c.org_id", Key::Text), ("c.email", Key::Text)],
+        descending: false,
+    };
+    LISTING.after(&mut sql, cursor, db.key, limit)?;
     let rows: Vec<CustomerOut> = sql.build_query_as().fetch_all(db.pool).await?;
-    Ok(Page::from_rows(rows, limit, db.key, |c| {
-        Cursor::new("customers", vec![c.org_id.clone(), c.email.clone()])
+    Ok(LISTING.page(rows, limit, db.key, |c| {
+        vec![c.org_id.clone(), c.email.clone()]
     }))
 }
 

@@ -2,22 +2,23 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiResult, Problem};
-use crate::page::{Cursor, Page};
+use crate::page::{Key, Keyset, Page};
 use crate::params::{self, Params};
-use crate::sales::SalesTotal;
-use crate::server::AppState;
+use crate::routes::Routes;
+use crate::sales::{SUMS, SalesTotal};
+use crate::state::AppState;
+use showpass_payload::vocab::Grain;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/events", get(list_events))
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1").add::<__path_list_events, _, _>(list_events)
 }
 
 /// A Showpass event (show) and its sales.
@@ -70,34 +71,27 @@ pub(crate) async fn list_events(
     if let Some(org) = &org {
         sql.push(" AND org_id = ").push_bind(org);
     }
-    if let Some(c) = &query.cursor {
-        let p = Cursor::decode(c, "events", 2, &state.cursor_key)?;
-        sql.push(" AND (org_id, event_id) > (")
-            .push_bind(p[0].clone())
-            .push(", ")
-            .push_bind(p[1].clone())
-            .push(")");
-    }
-    sql.push(" ORDER BY org_id, event_id LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+    const LISTING: Keyset = Keyset {
+        listing: "events",
+        columns: &[("org_id", Key::Text), ("event_id", Key::Text)],
+        descending: false,
+    };
+    LISTING.after(&mut sql, query.cursor.as_deref(), &state.cursor_key, limit)?;
     let rows: Vec<EventOut> = sql.build_query_as().fetch_all(&state.pool).await?;
-    let mut page = Page::from_rows(rows, limit, &state.cursor_key, |e| {
-        Cursor::new("events", vec![e.org_id.clone(), e.event_id.clone()])
+    let mut page = LISTING.page(rows, limit, &state.cursor_key, |e| {
+        vec![e.org_id.clone(), e.event_id.clone()]
     });
 
     let orgs: Vec<&str> = page.items.iter().map(|e| e.org_id.as_str()).collect();
     let ids: Vec<&str> = page.items.iter().map(|e| e.event_id.as_str()).collect();
-    let totals: Vec<EventTotal> = sqlx::query_as(
-        "SELECT s.org_id, s.event_id, s.currency, sum(s.orders)::int8 AS orders,
-                sum(s.tickets)::int8 AS tickets, sum(s.gross_revenue) AS gross_revenue,
-                sum(s.net_sales) AS net_sales, sum(s.service_fees) AS service_fees,
-                sum(s.total_tax) AS total_tax, sum(s.discounts) AS discounts,
-                sum(s.refunds) AS refunds
-         FROM sales_by_event s
+    let totals: Vec<EventTotal> = sqlx::query_as(&format!(
+        "SELECT s.org_id, s.event_id, s.currency, {SUMS}
+         FROM {} s
          WHERE (s.org_id, s.event_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
          GROUP BY s.org_id, s.event_id, s.currency
          ORDER BY s.currency",
-    )
+        Grain::Event.table()
+    ))
     .bind(&orgs)
     .bind(&ids)
     .fetch_all(&state.pool)

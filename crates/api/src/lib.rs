@@ -18,8 +18,10 @@ mod ops;
 mod orders;
 mod page;
 mod params;
+mod routes;
 mod sales;
 mod server;
+mod state;
 mod tickets;
 
 pub use config::{ApiConfig, ConfigError};

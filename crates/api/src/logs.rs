@@ -4,29 +4,29 @@ use std::collections::BTreeMap;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use showpass_payload::headers as h;
 use showpass_payload::subject;
+use showpass_payload::vocab::{Outcome, Processing};
 use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::page::{self, Cursor, Page};
+use crate::page::{self, Key, Keyset, Page};
 use crate::params::{self, Params, Range};
-use crate::server::AppState;
+use crate::routes::Routes;
+use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/logs", get(list_logs))
-        .route("/logs/{id}", get(get_log))
-        .route("/logs/{id}/replay", post(replay_log))
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .add::<__path_list_logs, _, _>(list_logs)
+        .add::<__path_get_log, _, _>(get_log)
+        .add::<__path_replay_log, _, _>(replay_log)
 }
 
 /// One HTTP delivery and what became of it.
@@ -37,7 +37,7 @@ pub struct DeliveryOut {
     /// The endpoint it was posted to (`default` for `/webhooks/showpass`).
     pub endpoint: String,
     /// `accepted`, `duplicate` or `rejected`.
-    #[schema(example = "accepted")]
+    #[schema(example = example_outcome)]
     pub outcome: String,
     /// Why it was refused, or `published`/`already_accepted`.
     pub reason: Option<String>,
@@ -49,7 +49,7 @@ pub struct DeliveryOut {
     pub org_id: Option<String>,
     pub remote_addr: Option<String>,
     /// `pending`, `applied`, `duplicate`, `skipped` or `failed`.
-    #[schema(example = "applied")]
+    #[schema(example = example_processing)]
     pub processing: String,
     /// Why it failed or was skipped; `conflict: ...` for a reused uuid with another body.
     pub error: Option<String>,
@@ -119,6 +119,14 @@ const COLUMNS: &str = "d.id, d.received_at, d.endpoint, d.outcome, d.reason, d.d
     d.remote_addr, d.processing, d.error, d.idempotency_key, d.stream, d.stream_seq, \
     d.body_sha256, d.body_length, d.body_truncated, d.suspect";
 
+fn example_outcome() -> &'static str {
+    Outcome::Accepted.as_str()
+}
+
+fn example_processing() -> &'static str {
+    Processing::Applied.as_str()
+}
+
 /// The delivery log, newest first.
 #[utoipa::path(get, path = "/v1/logs", tag = "logs", params(LogQuery),
     security(("bearer" = [])),
@@ -130,16 +138,8 @@ pub(crate) async fn list_logs(
     Params(query): Params<LogQuery>,
 ) -> ApiResult<Json<Page<DeliveryOut>>> {
     let limit = state.limit(query.limit.as_deref())?;
-    let outcome = params::one_of(
-        "outcome",
-        query.outcome.as_deref(),
-        &["accepted", "duplicate", "rejected"],
-    )?;
-    let processing = params::one_of(
-        "processing",
-        query.processing.as_deref(),
-        &["pending", "applied", "duplicate", "skipped", "failed"],
-    )?;
+    let outcome = params::word::<Outcome>("outcome", query.outcome.as_deref())?;
+    let processing = params::word::<Processing>("processing", query.processing.as_deref())?;
     let event_type = params::text("event_type", query.event_type.as_deref(), 200)?;
     let q = params::text("q", query.q.as_deref(), 200)?;
     let org = params::text("org_id", query.org_id.as_deref(), 100)?;
@@ -148,10 +148,10 @@ pub(crate) async fn list_logs(
 
     let mut sql = QueryBuilder::new(format!("SELECT {COLUMNS} FROM deliveries d WHERE true"));
     if let Some(o) = outcome {
-        sql.push(" AND d.outcome = ").push_bind(o);
+        sql.push(" AND d.outcome = ").push_bind(o.as_str());
     }
     if let Some(p) = processing {
-        sql.push(" AND d.processing = ").push_bind(p);
+        sql.push(" AND d.processing = ").push_bind(p.as_str());
     }
     if let Some(t) = &event_type {
         sql.push(" AND d.event_type = ").push_bind(t);
@@ -180,28 +180,15 @@ pub(crate) async fn list_logs(
     if let Some(end) = range.end {
         sql.push(" AND d.received_at < ").push_bind(end);
     }
-    if let Some(c) = &query.cursor {
-        let p = Cursor::decode(c, "logs", 2, &state.cursor_key)?;
-        let at = DateTime::parse_from_rfc3339(&p[0]).map_err(|_| page::bad_cursor())?;
-        let id: Uuid = p[1].parse().map_err(|_| page::bad_cursor())?;
-        sql.push(" AND (d.received_at, d.id) < (")
-            .push_bind(at.with_timezone(&Utc))
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    sql.push(" ORDER BY d.received_at DESC, d.id DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+    const LISTING: Keyset = Keyset {
+        listing: "logs",
+        columns: &[("d.received_at", Key::Time), ("d.id", Key::Uuid)],
+        descending: true,
+    };
+    LISTING.after(&mut sql, query.cursor.as_deref(), &state.cursor_key, limit)?;
     let rows: Vec<DeliveryOut> = sql.build_query_as().fetch_all(&state.pool).await?;
-    Ok(Json(Page::from_rows(rows, limit, &state.cursor_key, |d| {
-        Cursor::new(
-            "logs",
-            vec![
-                d.received_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                d.id.to_string(),
-            ],
-        )
+    Ok(Json(LISTING.page(rows, limit, &state.cursor_key, |d| {
+        vec![page::time(d.received_at), d.id.to_string()]
     })))
 }
 
@@ -316,30 +303,14 @@ pub(crate) async fn replay_log(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<ReplayOut>)> {
     let delivery = find(&state, &id).await?;
-    if delivery.outcome != "accepted" {
+    if delivery.outcome != Outcome::Accepted.as_str() {
         return Err(ApiError::Conflict(format!(
             "delivery {} was {}: only accepted deliveries carry an event to replay",
             delivery.id, delivery.outcome
         )));
     }
     let original = stored(&state, &delivery).await?;
-    let mut headers = HeaderMap::new();
-    for (name, values) in original.headers.iter() {
-        let name = name.to_string();
-        // A new message id, or JetStream would drop the replay as a duplicate of the original.
-        if name.eq_ignore_ascii_case(h::MSG_ID) || name.eq_ignore_ascii_case(h::REPLAY_OF) {
-            continue;
-        }
-        for v in values {
-            headers.append(name.as_str(), v.as_str());
-        }
-    }
-    if original.headers.get(h::IDEMPOTENCY_KEY).is_none()
-        && let Some(key) = original.headers.get(h::MSG_ID)
-    {
-        headers.insert(h::IDEMPOTENCY_KEY, key.as_str());
-    }
-    headers.insert(h::REPLAY_OF, original.sequence.to_string().as_str());
+    let headers = showpass_core::replay::headers(Some(&original.headers), original.sequence);
     let js = state
         .js
         .as_ref()

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 type Labels = [(&'static str, String); 3];
 type Latency = Family<Labels, Histogram, fn() -> Histogram>;

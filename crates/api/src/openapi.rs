@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable as _};
 
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::{customers, events, logs, ops, orders, sales, tickets};
 
 #[derive(OpenApi)]

@@ -1,23 +1,23 @@
 //! `/healthz`, `/readyz` and `/metrics`: open, for orchestrators and scrapers.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::server::AppState;
+use crate::routes::Routes;
+use crate::state::AppState;
 
-pub(crate) fn router(public_metrics: bool) -> Router<AppState> {
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+pub(crate) fn routes(public_metrics: bool) -> Routes {
+    let routes = Routes::new("")
+        .add::<__path_healthz, _, _>(healthz)
+        .add::<__path_readyz, _, _>(readyz);
     if public_metrics {
-        router.route("/metrics", get(metrics))
+        routes.add::<__path_metrics, _, _>(metrics)
     } else {
-        router
+        routes
     }
 }
 

@@ -1,11 +1,11 @@
 //! `/v1/orders`: search, and one order with its invoices, line items and tickets.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use showpass_payload::vocab::{EventType, OrderStatus};
 use sqlx::{PgPool, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -13,24 +13,25 @@ use uuid::Uuid;
 use crate::customers;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::money::{CurrencyAmount, CurrencyAmounts, Money};
-use crate::page::{self, Cursor, Page};
+use crate::page::{self, Key, Keyset, Page};
 use crate::params::{self, Params, Range};
-use crate::server::AppState;
+use crate::routes::Routes;
+use crate::state::AppState;
 use crate::tickets::{self, TicketOut};
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orders", get(list_orders))
-        .route("/orders/{transaction_id}", get(get_order))
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .add::<__path_list_orders, _, _>(list_orders)
+        .add::<__path_get_order, _, _>(get_order)
 }
 
-pub(crate) const STATUSES: &[&str] = &[
-    "purchased",
-    "partially_refunded",
-    "refunded",
-    "voided",
-    "transferred",
-];
+fn example_status() -> &'static str {
+    OrderStatus::Purchased.as_str()
+}
+
+fn example_event_type() -> &'static str {
+    EventType::InvoicePurchase.known_text().unwrap_or_default()
+}
 
 /// An order: one Showpass transaction.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -41,7 +42,7 @@ pub struct OrderOut {
     pub kind: String,
     /// `purchased`, `partially_refunded` (some tickets refunded), `refunded` (all),
     /// `voided`, or `transferred` (all tickets transferred away).
-    #[schema(example = "purchased")]
+    #[schema(example = example_status)]
     pub status: String,
     pub customer_id: Option<Uuid>,
     pub customer_email: Option<String>,
@@ -80,7 +81,7 @@ pub struct OrderOut {
 pub struct InvoiceOut {
     /// The `webhook_event_uuid` (or `sha256:` of the body when it had none).
     pub idempotency_key: String,
-    #[schema(example = "invoice.purchase")]
+    #[schema(example = example_event_type)]
     pub event_type: String,
     pub invoice_type: Option<String>,
     pub received_at: DateTime<Utc>,
@@ -181,24 +182,15 @@ pub(crate) async fn list_orders(
     let q = params::text("q", query.q.as_deref(), 200)?;
     let org = params::text("org_id", query.org_id.as_deref(), 100)?;
     let event = params::text("event_id", query.event_id.as_deref(), 100)?;
-    let status = params::one_of("status", query.status.as_deref(), STATUSES)?;
+    let status = params::word::<OrderStatus>("status", query.status.as_deref())?;
     let range = Range::utc(query.from.as_deref(), query.to.as_deref())?;
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            let p = Cursor::decode(c, "orders", 3, &state.cursor_key)?;
-            let at = DateTime::parse_from_rfc3339(&p[0]).map_err(|_| page::bad_cursor())?;
-            Ok::<_, ApiError>((at.with_timezone(&Utc), p[1].clone(), p[2].clone()))
-        })
-        .transpose()?;
 
     let mut sql = QueryBuilder::new(format!("SELECT {COLUMNS} FROM orders o WHERE true"));
     if let Some(org) = &org {
         sql.push(" AND o.org_id = ").push_bind(org);
     }
     if let Some(status) = status {
-        sql.push(" AND o.status = ").push_bind(status);
+        sql.push(" AND o.status = ").push_bind(status.as_str());
     }
     if let Some(start) = range.start {
         sql.push(" AND o.created_at >= ").push_bind(start);
@@ -232,28 +224,23 @@ pub(crate) async fn list_orders(
         customers::push_pattern(&mut sql, q);
         sql.push(")");
     }
-    if let Some((at, org, tx)) = &after {
-        sql.push(" AND (o.created_at, o.org_id, o.transaction_id) < (")
-            .push_bind(*at)
-            .push(", ")
-            .push_bind(org)
-            .push(", ")
-            .push_bind(tx)
-            .push(")");
-    }
-    sql.push(" ORDER BY o.created_at DESC, o.org_id DESC, o.transaction_id DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+    const LISTING: Keyset = Keyset {
+        listing: "orders",
+        columns: &[
+            ("o.created_at", Key::Time),
+            ("o.org_id", Key::Text),
+            ("o.transaction_id", Key::Text),
+        ],
+        descending: true,
+    };
+    LISTING.after(&mut sql, query.cursor.as_deref(), &state.cursor_key, limit)?;
     let rows: Vec<OrderOut> = sql.build_query_as().fetch_all(&state.pool).await?;
-    Ok(Json(Page::from_rows(rows, limit, &state.cursor_key, |o| {
-        Cursor::new(
-            "orders",
-            vec![
-                o.created_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                o.org_id.clone(),
-                o.transaction_id.clone(),
-            ],
-        )
+    Ok(Json(LISTING.page(rows, limit, &state.cursor_key, |o| {
+        vec![
+            page::time(o.created_at),
+            o.org_id.clone(),
+            o.transaction_id.clone(),
+        ]
     })))
 }
 

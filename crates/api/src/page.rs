@@ -8,10 +8,13 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use sqlx::{Postgres, QueryBuilder};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::auth::ApiKey;
 use crate::error::ApiError;
@@ -136,6 +139,80 @@ impl Cursor {
         all.remove(0);
         Ok(all)
     }
+}
+
+/// The type of a sort-key column, as a cursor carries it (text), and as it is bound.
+#[derive(Debug, Clone, Copy)]
+pub enum Key {
+    Text,
+    /// A `timestamptz`, carried as RFC 3339 with microseconds ([`time`]).
+    Time,
+    Uuid,
+}
+
+/// A keyset listing: its name (cursors of one listing are refused by another), the columns it
+/// is sorted by, and the direction. Every list answer is built the same way: the filters, then
+/// [`Keyset::after`] (the rows past the cursor's, in order, one more than a page), then
+/// [`Keyset::page`].
+pub struct Keyset {
+    pub listing: &'static str,
+    pub columns: &'static [(&'static str, Key)],
+    pub descending: bool,
+}
+
+impl Keyset {
+    /// Appends ` AND (columns) > (the cursor's row)` (`<` when descending), ` ORDER BY` and
+    /// ` LIMIT limit + 1`. A cursor this listing did not give out is a 400 naming `cursor`.
+    pub fn after(
+        &self,
+        sql: &mut QueryBuilder<'_, Postgres>,
+        cursor: Option<&str>,
+        key: &CursorKey,
+        limit: u32,
+    ) -> Result<(), ApiError> {
+        let names: Vec<&str> = self.columns.iter().map(|(c, _)| *c).collect();
+        if let Some(text) = cursor {
+            let parts = Cursor::decode(text, self.listing, self.columns.len(), key)?;
+            let op = if self.descending { "<" } else { ">" };
+            sql.push(format!(" AND ({}) {op} (", names.join(", ")));
+            for (i, (part, (_, kind))) in parts.into_iter().zip(self.columns).enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                match kind {
+                    Key::Text => sql.push_bind(part),
+                    Key::Time => sql.push_bind(
+                        DateTime::parse_from_rfc3339(&part)
+                            .map_err(|_| bad_cursor())?
+                            .with_timezone(&Utc),
+                    ),
+                    Key::Uuid => sql.push_bind(part.parse::<Uuid>().map_err(|_| bad_cursor())?),
+                };
+            }
+            sql.push(")");
+        }
+        let dir = if self.descending { " DESC" } else { "" };
+        let order: Vec<String> = names.iter().map(|c| format!("{c}{dir}")).collect();
+        sql.push(format!(" ORDER BY {} LIMIT ", order.join(", ")))
+            .push_bind(i64::from(limit) + 1);
+        Ok(())
+    }
+
+    /// The page of up to `limit + 1` rows, its cursor made of the last row's sort key.
+    pub fn page<T>(
+        &self,
+        rows: Vec<T>,
+        limit: u32,
+        key: &CursorKey,
+        sort_key: impl Fn(&T) -> Vec<String>,
+    ) -> Page<T> {
+        Page::from_rows(rows, limit, key, |r| Cursor::new(self.listing, sort_key(r)))
+    }
+}
+
+/// A time as a cursor carries it.
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// A cursor that does not decode, or whose parts do not parse.

@@ -68,6 +68,32 @@ pub fn one_of(
     }
 }
 
+/// A parameter that must be one of a vocabulary's words, in any letter case.
+pub fn word<W: showpass_payload::vocab::Word>(
+    name: &'static str,
+    raw: Option<&str>,
+) -> Result<Option<W>, ApiError> {
+    let Some(v) = raw.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    W::ALL
+        .iter()
+        .find(|w| w.as_str().eq_ignore_ascii_case(v))
+        .copied()
+        .map(Some)
+        .ok_or_else(|| {
+            let allowed: Vec<&str> = W::ALL.iter().map(|w| w.as_str()).collect();
+            ApiError::bad(
+                name,
+                format!(
+                    "{name} must be one of {}, not {:?}",
+                    allowed.join(", "),
+                    truncate(v)
+                ),
+            )
+        })
+}
+
 /// A `from` or `to` parameter: a day (`2026-11-27`) or an instant (RFC 3339).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum When {

@@ -1,11 +1,9 @@
-//! Serving: the state every handler shares, the router, and `run`.
+//! Serving: the router, the pools, and `run`.
 
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -15,72 +13,27 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::auth::Keys;
 use crate::config::ApiConfig;
-use crate::metrics::Metrics;
-use crate::page::CursorKey;
+use crate::routes::Routes;
+use crate::state::AppState;
 use crate::{auth, customers, events, logs, metrics, ops, orders, sales, tickets};
 use showpass_core::CancellationToken;
 use showpass_core::http::MetricsAt;
 
-/// What every handler shares.
-#[derive(Clone)]
-pub(crate) struct AppState(Arc<Inner>);
-
-pub(crate) struct Inner {
-    pub pool: PgPool,
-    /// CSV exports' own connections, with their own statement timeout.
-    pub export_pool: PgPool,
-    /// JetStream, for payloads and replay, when configured.
-    pub js: Option<jetstream::Context>,
-    pub config: ApiConfig,
-    pub keys: Keys,
-    pub cursor_key: CursorKey,
-    pub metrics: Metrics,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// The page size a request asked for, within the configured bounds.
-    pub fn limit(&self, raw: Option<&str>) -> Result<u32, crate::error::ApiError> {
-        crate::page::limit(raw, self.config.default_limit, self.config.max_limit)
-    }
-
-    pub fn new(
-        pool: PgPool,
-        export_pool: PgPool,
-        js: Option<jetstream::Context>,
-        config: ApiConfig,
-    ) -> Self {
-        let keys = Keys::new(&config.keys);
-        let cursor_key = CursorKey::derive(config.cursor_secret.as_ref(), &config.keys);
-        Self(Arc::new(Inner {
-            pool,
-            export_pool,
-            js,
-            config,
-            keys,
-            cursor_key,
-            metrics: Metrics::new(),
-        }))
-    }
+/// Every `/v1` route, each from its handler's documentation.
+pub(crate) fn v1_routes() -> Routes {
+    customers::routes()
+        .merge(orders::routes())
+        .merge(tickets::routes())
+        .merge(events::routes())
+        .merge(sales::routes())
+        .merge(logs::routes())
 }
 
 /// The whole API: `/v1` behind the keys; docs, health and metrics open.
 pub(crate) fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .merge(customers::router())
-        .merge(orders::router())
-        .merge(tickets::router())
-        .merge(events::router())
-        .merge(sales::router())
-        .merge(logs::router())
+    let v1 = v1_routes()
+        .router()
         .fallback(|| async {
             crate::error::ApiError::NotFound("no such route under /v1; see /docs".into())
         })
@@ -94,7 +47,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let public_metrics = matches!(state.config.metrics, MetricsAt::Public);
     Router::new()
         .nest("/v1", v1)
-        .merge(ops::router(public_metrics))
+        .merge(ops::routes(public_metrics).router())
         .merge(crate::openapi::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -141,7 +94,7 @@ fn export_pool(config: &ApiConfig) -> anyhow::Result<PgPool> {
 
 fn pool_of(config: &ApiConfig, size: u32, timeout: Duration) -> anyhow::Result<PgPool> {
     let statement_timeout = timeout.as_millis().max(1000).to_string();
-    let options = showpass_store::options(&config.database_url)?.options([
+    let options = config.database_url.options().options([
         ("statement_timeout", statement_timeout.as_str()),
         // Typo tolerance of customer search (`<%`): lower than the 0.6 default, so one
         // transposed letter in a short name still matches.

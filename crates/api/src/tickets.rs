@@ -1,20 +1,20 @@
 //! `/v1/tickets`: tickets with their current status.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::page::{self, Cursor, Page};
+use crate::page::{self, Key, Keyset, Page};
 use crate::params::{self, Params};
-use crate::server::AppState;
+use crate::routes::Routes;
+use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/tickets", get(list_tickets))
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1").add::<__path_list_tickets, _, _>(list_tickets)
 }
 
 /// A ticket and its current status (which never moves back from a later state).
@@ -113,19 +113,15 @@ pub(crate) async fn list_tickets(
             .push_bind(q)
             .push(")");
     }
-    if let Some(c) = &query.cursor {
-        let p = Cursor::decode(c, "tickets", 2, &state.cursor_key)?;
-        sql.push(" AND (t.org_id, t.id) > (")
-            .push_bind(p[0].clone())
-            .push(", ")
-            .push_bind(p[1].clone())
-            .push(")");
-    }
-    sql.push(" ORDER BY t.org_id, t.id LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+    const LISTING: Keyset = Keyset {
+        listing: "tickets",
+        columns: &[("t.org_id", Key::Text), ("t.id", Key::Text)],
+        descending: false,
+    };
+    LISTING.after(&mut sql, query.cursor.as_deref(), &state.cursor_key, limit)?;
     let rows: Vec<TicketOut> = sql.build_query_as().fetch_all(&state.pool).await?;
-    Ok(Json(Page::from_rows(rows, limit, &state.cursor_key, |t| {
-        Cursor::new("tickets", vec![t.org_id.clone(), t.id.clone()])
+    Ok(Json(LISTING.page(rows, limit, &state.cursor_key, |t| {
+        vec![t.org_id.clone(), t.id.clone()]
     })))
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use showpass_api::ApiConfig;
 use showpass_api::direct::{self, SalesFilters};
+use showpass_payload::vocab::Grain;
 use sqlx::{Executor, PgPool, Row};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -98,11 +99,12 @@ fn encode(s: &str) -> String {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    showpass_store::migrate(&args.database_url).await?;
-    let pool = showpass_store::connect(&args.database_url, 2).await?;
+    let database = showpass_store::DatabaseUrl::parse(&args.database_url)?;
+    showpass_store::migrate(&database).await?;
+    let pool = showpass_store::connect(&database, 2).await?;
     load(&pool, args.reload).await?;
     // The direct side: the api's own pool and session settings.
-    let mut direct_config = ApiConfig::local(&args.database_url, None, KEY);
+    let mut direct_config = ApiConfig::local(database, None, KEY);
     direct_config.pool_size = args.concurrency as u32;
     let direct_pool = direct::pool(&direct_config)?;
 
@@ -194,7 +196,18 @@ async fn load(pool: &PgPool, reload: bool) -> anyhow::Result<()> {
     println!("loading 1,000,000 customers, 2,500,000 orders, 5,000,000 tickets ...");
     let started = Instant::now();
     // Statement by statement, so the progress shows.
-    for statement in LOAD.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
+    let rollups: Vec<String> = Grain::ALL.iter().map(|g| g.daily_rollup_sql()).collect();
+    let mut statements: Vec<&str> = LOAD
+        .split(";\n")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let marker = statements
+        .iter()
+        .position(|s| s.contains("CREATE TABLE bench_loaded"))
+        .unwrap_or(statements.len());
+    statements.splice(marker..marker, rollups.iter().map(String::as_str));
+    for statement in statements {
         let t = Instant::now();
         conn.execute(statement).await.with_context(|| {
             format!(

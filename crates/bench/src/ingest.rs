@@ -56,7 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let mut bare_config = NatsConfig::local(format!("benchbare{run_id}"));
-    bare_config.url = args.nats_url.clone();
+    bare_config.url = args.nats_url.parse()?;
     let client = nats::connect(&bare_config, "showpass-bench").await?;
     let js = nats::jetstream(client.clone(), Duration::from_secs(10));
     nats::ensure_streams(&js, &bare_config).await?;
@@ -121,7 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .status();
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     let mut ingest_config = NatsConfig::local(ingest_prefix);
-    ingest_config.url = args.nats_url.clone();
+    ingest_config.url = args.nats_url.parse()?;
     for config in [&bare_config, &ingest_config] {
         for s in config.all_streams() {
             let _ = js.delete_stream(s).await;

@@ -66,11 +66,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.postgres.trim_end_matches('/')
     );
     let bin = args.showpass_bin.as_deref();
-    showpass_store::migrate(&db).await?;
+    showpass_store::migrate(&showpass_store::DatabaseUrl::parse(&db)?).await?;
     let (mut ingest, addr) =
         services::spawn_ingest(bin, &prefix, &secret, &args.nats_url, "").await?;
     let mut nats_config = NatsConfig::local(prefix.clone());
-    nats_config.url = args.nats_url.clone();
+    nats_config.url = args.nats_url.parse()?;
 
     let result = async {
         // 1. Pre-fill the stream through ingest.
@@ -182,7 +182,7 @@ async fn copy_rows(from: &str, to: &str) -> anyhow::Result<(u64, Duration)> {
             .await?;
         dumps.push((t, chunks));
     }
-    showpass_store::migrate(to).await?;
+    showpass_store::migrate(&showpass_store::DatabaseUrl::parse(to)?).await?;
     let mut dst = PgConnection::connect(to).await?;
     let started = Instant::now();
     let mut tx = dst.begin().await?;

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 use showpass_api::ApiConfig;
-use showpass_core::nats::{self, NatsConfig, parse_duration};
+use showpass_core::nats::{NatsConfig, NatsUrl, parse_duration};
 use showpass_ingest::{Allowlist, Endpoints, IngestConfig};
 use showpass_projector::ProjectorConfig;
+use showpass_store::DatabaseUrl;
 
 /// Where NATS is and how the streams are shaped.
 #[derive(Args, Debug, Clone)]
@@ -17,8 +17,10 @@ pub struct NatsArgs {
     #[arg(
         long = "nats-url",
         env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
     )]
+    // Parsed in `config`, not by clap: clap's error would print the value, password and all.
     pub nats_url: String,
     /// First subject token; stream names derive from it (`showpass` gives SHOWPASS_EVENTS).
     #[arg(
@@ -65,7 +67,7 @@ pub struct NatsArgs {
 impl NatsArgs {
     pub fn config(&self) -> anyhow::Result<NatsConfig> {
         let config = NatsConfig {
-            url: self.nats_url.clone(),
+            url: NatsUrl::parse(&self.nats_url)?,
             prefix: self.subject_prefix.clone(),
             replicas: self.stream_replicas,
             duplicate_window: self.duplicate_window,
@@ -239,7 +241,15 @@ impl IngestArgs {
 pub struct DatabaseArgs {
     /// PostgreSQL URL of the read models (created by `migrate` when missing).
     #[arg(long = "database-url", env = "DATABASE_URL", default_value = showpass_store::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    // Parsed by `url`, not by clap: clap's error would print the value, password and all.
     pub database_url: String,
+}
+
+impl DatabaseArgs {
+    /// `DATABASE_URL`, parsed; the error never shows the URL.
+    pub fn url(&self) -> anyhow::Result<DatabaseUrl> {
+        Ok(DatabaseUrl::parse(&self.database_url)?)
+    }
 }
 
 /// The projector's own settings.
@@ -271,7 +281,6 @@ pub struct ProjectorOnlyArgs {
 
 impl ProjectorOnlyArgs {
     pub fn config(&self, nats: NatsConfig) -> anyhow::Result<ProjectorConfig> {
-        showpass_store::options(&self.database.database_url)?;
         anyhow::ensure!(
             (1..=50_000).contains(&self.batch_size),
             "PROJECTOR_BATCH_SIZE must be between 1 and 50000"
@@ -282,7 +291,7 @@ impl ProjectorOnlyArgs {
         );
         Ok(ProjectorConfig {
             nats,
-            database_url: self.database.database_url.clone(),
+            database_url: self.database.url()?,
             batch_size: self.batch_size,
             batch_linger: self.batch_linger,
             max_ack_pending: self.max_ack_pending,
@@ -357,10 +366,9 @@ impl ApiOnlyArgs {
         nats: NatsConfig,
         http: &HttpArgs,
     ) -> anyhow::Result<ApiConfig> {
-        showpass_store::options(&database.database_url)?;
         anyhow::ensure!(self.api_pool_size > 0, "API_DB_POOL must be positive");
         let config = ApiConfig {
-            database_url: database.database_url.clone(),
+            database_url: database.url()?,
             nats: Some(nats),
             keys: ApiConfig::parse_keys(self.api_keys.as_deref().unwrap_or_default()),
             insecure: self.api_insecure,
@@ -415,96 +423,4 @@ pub struct AllArgs {
     pub projector: ProjectorOnlyArgs,
     #[command(flatten)]
     pub api: ApiOnlyArgs,
-}
-
-/// `showpass migrate`.
-#[derive(Args, Debug)]
-pub struct MigrateArgs {
-    /// How long to wait for NATS before giving up.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub wait: Duration,
-    /// Move an events stream made by a version before republishing to the current shape, on a
-    /// NATS server that cannot change it in place (before 2.10). Stop ingest first.
-    #[arg(long)]
-    pub upgrade_events_stream: bool,
-    /// The api's own PostgreSQL URL: `migrate` makes its user a read-only login with that
-    /// password (the api never writes the read models).
-    #[arg(
-        long = "api-database-url",
-        env = "API_DATABASE_URL",
-        hide_env_values = true
-    )]
-    pub api_database_url: Option<String>,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub nats: NatsArgs,
-}
-
-impl MigrateArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
-        showpass_store::migrate(&self.database.database_url).await?;
-        println!("database ready: migrations applied");
-        if let Some(reader) = self.api_database_url.as_deref().filter(|u| !u.is_empty()) {
-            let role = showpass_store::ensure_reader(&self.database.database_url, reader).await?;
-            println!("read-only role ready: {role}");
-        }
-        let mut config = self.nats.config()?;
-        // migrate is what provisions, whatever the services are told.
-        config.provision = true;
-        let client = nats::connect(&config, "showpass-migrate").await?;
-        let js = nats::jetstream(client, Duration::from_secs(5));
-        if self.upgrade_events_stream {
-            let report = nats::upgrade_events_stream(&js, &config).await?;
-            println!(
-                "events stream {}: {} messages carried over",
-                config.events_stream(),
-                report.messages
-            );
-            if report.missing > 0 {
-                eprintln!(
-                    "warning: {} messages were not carried over (resends JetStream took for \
-                     duplicates); the old stream's copy is kept as {}_UPGRADE",
-                    report.missing,
-                    config.events_stream()
-                );
-            }
-            if report.resequenced {
-                // The read models (and the delivery log) name messages by sequence.
-                println!("its sequence numbers changed: rebuilding the read models from it");
-                let projector = ProjectorConfig::local(config.clone(), &self.database.database_url);
-                let rebuilt = showpass_projector::rebuild(&projector, &mut |_, _, _| {}).await?;
-                println!("rebuilt {} tables", rebuilt.tables.len());
-            }
-        }
-        let cancel = cancel_after(self.wait);
-        nats::ensure_streams_until_ready(&js, &config, &cancel)
-            .await
-            .with_context(|| format!("provisioning streams on {}", config.url))?;
-        println!(
-            "streams ready: {} ({}), {} ({})",
-            config.events_stream(),
-            showpass_payload::subject::events_filter(&config.prefix),
-            config.deliveries_stream(),
-            showpass_payload::subject::deliveries_filter(&config.prefix),
-        );
-        // Ids accepted before ingest bound them get their binding now, once.
-        let bound = showpass_ingest::backfill_bindings(&js, &config)
-            .await
-            .context("binding the ids of stored events to their organizations")?;
-        if bound > 0 {
-            println!("id bindings: {bound} ids of stored events bound to their organizations");
-        }
-        Ok(())
-    }
-}
-
-fn cancel_after(after: Duration) -> showpass_core::CancellationToken {
-    let token = showpass_core::CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        cancel.cancel();
-    });
-    token
 }

@@ -3,6 +3,8 @@
 
 mod config;
 mod http;
+mod migrate;
+mod progress;
 mod send;
 mod simulate;
 
@@ -38,7 +40,7 @@ enum Command {
     /// Run ingest, the projector and the api in one process: the local default.
     All(Box<config::AllArgs>),
     /// Create the database if missing, apply migrations, provision the streams (idempotent).
-    Migrate(config::MigrateArgs),
+    Migrate(migrate::MigrateArgs),
     /// Rebuild every read model from the streams, then swap it in atomically.
     Rebuild(config::ProjectorArgs),
     /// Send Showpass-like traffic (purchases, refunds, voids, transfers, duplicates...).
@@ -95,16 +97,6 @@ async fn bind(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<TcpListe
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {name} {addr}"))
-}
-
-fn progress_bar(stream: &str, done: u64, total: u64) -> String {
-    const WIDTH: u64 = 30;
-    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH) as usize;
-    format!(
-        "{stream:<24} [{}{}] {done}/{total}",
-        "#".repeat(filled),
-        ".".repeat(WIDTH as usize - filled)
-    )
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -225,17 +217,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Rebuild(args) => {
             let config = args.config()?;
             showpass_store::migrate(&config.database_url).await?;
-            let mut last = std::time::Instant::now();
+            let mut bars = progress::PerStream::default();
             let report = showpass_projector::rebuild(&config, &mut |stream, done, total| {
-                if done == total || last.elapsed() > std::time::Duration::from_millis(200) {
-                    last = std::time::Instant::now();
-                    eprint!("\r{}", progress_bar(stream, done, total));
-                    if done == total {
-                        eprintln!();
-                    }
-                }
+                bars.update(stream, done, total)
             })
-            .await?;
+            .await;
+            bars.finish();
+            let report = report?;
             println!(
                 "rebuilt {} tables from {} events and {} delivery records in {:.1}s",
                 report.tables.len(),

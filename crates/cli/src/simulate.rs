@@ -54,13 +54,18 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
     let statuses = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let bar = match args.count {
+        Some(n) => crate::progress::bar("deliveries", n),
+        None => crate::progress::counter("deliveries"),
+    };
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..args.concurrency {
-        let (sim, statuses, url, secret) = (
+        let (sim, statuses, url, secret, bar) = (
             sim.clone(),
             statuses.clone(),
             args.target.url.clone(),
             secret.clone(),
+            bar.clone(),
         );
         workers.spawn(async move {
             // Each worker paces itself: together they send `rate` per second.
@@ -91,10 +96,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                         Err(e) => format!("error: {e:#}"),
                     };
                 *statuses.lock().await.entry(status).or_default() += 1;
+                bar.inc(1);
             }
         });
     }
     while workers.join_next().await.is_some() {}
+    bar.finish();
     let elapsed = started.elapsed();
     let ledger = sim.lock().await.ledger.clone();
     let statuses = statuses.lock().await.clone();

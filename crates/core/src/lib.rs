@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod nats;
+pub mod replay;
 mod secret;
 pub mod shutdown;
 pub mod supervise;

@@ -10,7 +10,7 @@ fn config() -> NatsConfig {
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     ));
     if let Ok(url) = std::env::var("NATS_URL") {
-        c.url = url;
+        c.url = url.parse().unwrap();
     }
     c
 }

@@ -9,7 +9,7 @@ use showpass_core::nats::NatsConfig;
 use crate::Allowlist;
 
 /// The endpoint `POST /webhooks/showpass` serves.
-pub const DEFAULT_ENDPOINT: &str = "default";
+pub use showpass_payload::vocab::DEFAULT_ENDPOINT;
 
 /// Everything ingest needs to run.
 #[derive(Debug, Clone)]

@@ -1,89 +1,22 @@
 //! `POST /webhooks/showpass[/{endpoint}]`: verify, publish, answer.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
-use async_nats::connection::State as NatsState;
-use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use bytes::BytesMut;
 use http_body_util::BodyExt;
-use serde::Serialize;
-use showpass_payload::{Envelope, idempotency_key, signature, subject};
+use showpass_payload::vocab::Reason;
+use showpass_payload::{Envelope, signature, subject};
 
 use crate::DEFAULT_ENDPOINT;
-use crate::bindings::{Binding, Check};
-use crate::deliveries::{DeliveryMeta, Record, header as h, record_body};
+use crate::answer::{Refusal, Trust};
+use crate::bindings::Check;
+use crate::deliveries::DeliveryMeta;
 use crate::limits::{Held, NoRoom};
-use crate::state::{AppState, Inner};
-
-/// Why a delivery was not accepted: the HTTP status, a stable reason code, and a detail.
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    status: StatusCode,
-    reason: &'static str,
-    detail: String,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, reason: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// Whether a refused request carried a verified signature: the two are recorded at rates of
-/// their own.
-#[derive(Clone, Copy)]
-pub(crate) enum Trust {
-    Unsigned,
-    Signed,
-}
-
-/// The JSON body of every answer.
-#[derive(Serialize)]
-struct Answer<'a> {
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    webhook_event_uuid: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    idempotency_key: Option<&'a str>,
-    delivery_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_sequence: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
-}
-
-/// The answer to a refusal.
-fn answer_refusal(meta: &DeliveryMeta, envelope: Option<&Envelope<'_>>, r: &Refusal) -> Response {
-    json(
-        r.status,
-        &Answer {
-            status: "rejected",
-            webhook_event_uuid: envelope.and_then(|e| e.webhook_event_uuid.as_deref()),
-            idempotency_key: None,
-            delivery_id: meta.id.to_string(),
-            stream_sequence: None,
-            reason: Some(r.reason),
-            detail: Some(&r.detail),
-        },
-    )
-}
-
-fn json(status: StatusCode, answer: &Answer<'_>) -> Response {
-    let body = serde_json::to_vec(answer).expect("answers serialize");
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
+use crate::state::AppState;
 
 /// Receives a delivery for the default endpoint.
 pub(crate) async fn receive_default(State(state): State<AppState>, req: Request) -> Response {
@@ -127,7 +60,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
     {
         let r = Refusal::new(
             StatusCode::FORBIDDEN,
-            "source_not_allowed",
+            Reason::SourceNotAllowed,
             format!("source address {remote} is not on the allowlist"),
         );
         return state.count_only(&meta, r);
@@ -135,7 +68,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
     let Some(endpoint_config) = state.config.endpoints.get(&endpoint) else {
         let r = Refusal::new(
             StatusCode::NOT_FOUND,
-            "unknown_endpoint",
+            Reason::UnknownEndpoint,
             format!("no endpoint named {:?}", subject::header_value(&endpoint)),
         );
         return state.count_only(&meta, r);
@@ -150,7 +83,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
     else {
         let r = Refusal::new(
             StatusCode::UNAUTHORIZED,
-            "missing_signature",
+            Reason::MissingSignature,
             "the X-SHOWPASS-SIGNATURE header is missing",
         );
         return state.refuse(&meta, None, &Bytes::new(), r, Trust::Unsigned);
@@ -162,7 +95,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
     let envelope = match Envelope::parse(&body) {
         Ok(e) => e,
         Err(e) => {
-            let r = Refusal::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string());
+            let r = Refusal::new(StatusCode::BAD_REQUEST, Reason::InvalidBody, e.to_string());
             return state.refuse(&meta, None, &body, r, Trust::Unsigned);
         }
     };
@@ -182,14 +115,14 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
         } else {
             "the X-SHOWPASS-SIGNATURE header does not match the payload id under this endpoint's secret"
         };
-        let r = Refusal::new(StatusCode::UNAUTHORIZED, "bad_signature", detail);
+        let r = Refusal::new(StatusCode::UNAUTHORIZED, Reason::BadSignature, detail);
         return state.refuse(&meta, Some(&envelope), &body, r, Trust::Unsigned);
     }
     let org = envelope.organization_id.as_deref();
     if !endpoint_config.allows_org(org) {
         let r = Refusal::new(
             StatusCode::FORBIDDEN,
-            "organization_not_allowed",
+            Reason::OrganizationNotAllowed,
             format!(
                 "endpoint {:?} does not deliver for organization {:?}",
                 meta.endpoint,
@@ -209,7 +142,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
         Ok(Check::OtherOrg(first)) => {
             let r = Refusal::new(
                 StatusCode::CONFLICT,
-                "id_conflict",
+                Reason::IdConflict,
                 format!(
                     "this signed id was first accepted for organization {:?}; a signature \
                      cannot move to another organization",
@@ -221,7 +154,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
         Ok(Check::Unreadable) => {
             let r = Refusal::new(
                 StatusCode::CONFLICT,
-                "id_conflict",
+                Reason::IdConflict,
                 "this signed id's binding is unreadable, so the delivery cannot be held to an \
                  organization; an operator must look at the bindings bucket",
             );
@@ -231,7 +164,7 @@ async fn receive(state: AppState, endpoint: String, req: Request) -> Response {
             tracing::warn!(error = %e, "id binding unavailable");
             let r = Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "nats_unavailable",
+                Reason::NatsUnavailable,
                 "the event store is unreachable; retry later",
             );
             return state.refuse(&meta, Some(&envelope), &body, r, Trust::Signed);
@@ -269,7 +202,7 @@ async fn read_body(
     let too_large = || {
         Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            Reason::BodyTooLarge,
             format!("the body is larger than {limit} bytes"),
         )
     };
@@ -284,7 +217,7 @@ async fn read_body(
     let timed_out = || {
         Refusal::new(
             StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
+            Reason::BodyTimeout,
             "the body did not arrive in time",
         )
     };
@@ -297,14 +230,14 @@ async fn read_body(
         Ok(Err(NoRoom::SourceFull)) => {
             return Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
+                Reason::Busy,
                 "this source has too many bodies in flight; retry later",
             ));
         }
         Err(_) => {
             return Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
+                Reason::Busy,
                 "too many bodies are being received at once; retry later",
             ));
         }
@@ -319,7 +252,7 @@ async fn read_body(
             Ok(Some(Err(e))) => {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
-                    "body_unreadable",
+                    Reason::BodyUnreadable,
                     format!("the body could not be read: {e}"),
                 ));
             }
@@ -344,204 +277,6 @@ async fn read_body(
         buf.extend_from_slice(&data);
     }
     Ok((buf.freeze(), held))
-}
-
-impl Inner {
-    /// Queues a delivery-log record on `{prefix}.deliveries.{outcome}.{endpoint}`, keeping at
-    /// most `keep` bytes of the body.
-    fn log_record(
-        &self,
-        meta: &DeliveryMeta,
-        outcome: &str,
-        mut headers: async_nats::HeaderMap,
-        body: &Bytes,
-        keep: usize,
-    ) {
-        let body = record_body(&mut headers, body, keep);
-        self.log.record(Record {
-            subject: subject::delivery_subject(&self.config.nats.prefix, outcome, &meta.endpoint),
-            headers,
-            body,
-        });
-    }
-
-    /// Answers a refusal at a known endpoint and records it on the deliveries stream, up to
-    /// the record rate of its kind; past it the refusal is only counted.
-    fn refuse(
-        &self,
-        meta: &DeliveryMeta,
-        envelope: Option<&Envelope<'_>>,
-        body: &Bytes,
-        r: Refusal,
-        trust: Trust,
-    ) -> Response {
-        tracing::Span::current().record("outcome", "rejected");
-        self.metrics.request("rejected", r.reason);
-        let rate = match trust {
-            Trust::Unsigned => &self.rejections,
-            Trust::Signed => &self.signed_rejections,
-        };
-        if !rate.allow(meta.remote_addr) {
-            self.metrics.unrecorded.inc();
-            tracing::debug!(remote_addr = %meta.remote_addr, reason = r.reason, "delivery rejected (over the source's record rate: counted only)");
-            return answer_refusal(meta, envelope, &r);
-        }
-        tracing::warn!(
-            endpoint = %meta.endpoint,
-            delivery_id = %meta.id,
-            remote_addr = %meta.remote_addr,
-            status = r.status.as_u16(),
-            reason = r.reason,
-            detail = %r.detail,
-            "delivery rejected"
-        );
-        let mut headers = meta.headers(envelope, None);
-        headers.insert(h::OUTCOME, "rejected");
-        headers.insert(h::REASON, r.reason);
-        headers.insert(h::DETAIL, subject::header_value(&r.detail).as_ref());
-        headers.insert(h::HTTP_STATUS, r.status.as_str());
-        self.log_record(
-            meta,
-            "rejected",
-            headers,
-            body,
-            self.config.rejected_body_prefix,
-        );
-        answer_refusal(meta, envelope, &r)
-    }
-
-    /// Answers a refusal that leaves no record (an unknown endpoint, a source not on the
-    /// allowlist): it is counted in the metrics only.
-    fn count_only(&self, meta: &DeliveryMeta, r: Refusal) -> Response {
-        tracing::Span::current().record("outcome", "rejected");
-        self.metrics.request("rejected", r.reason);
-        tracing::debug!(remote_addr = %meta.remote_addr, reason = r.reason, "request refused (counted only)");
-        answer_refusal(meta, None, &r)
-    }
-
-    /// Binds the delivery's signed `id` to its organization, or reads the binding it has.
-    async fn bind(
-        &self,
-        envelope: &Envelope<'_>,
-    ) -> Result<Check, async_nats::jetstream::kv::EntryError> {
-        self.bindings
-            .check(&envelope.id, &Binding::of(envelope))
-            .await
-    }
-
-    /// Publishes a verified delivery and answers once JetStream has acked it. `suspect` says
-    /// why its record should be looked at (it is accepted all the same).
-    async fn publish(
-        &self,
-        meta: &DeliveryMeta,
-        envelope: &Envelope<'_>,
-        body: Bytes,
-        suspect: Option<&str>,
-    ) -> Response {
-        let key = idempotency_key(envelope, &body);
-        if self.client.connection_state() != NatsState::Connected {
-            let r = Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "nats_unavailable",
-                "the event store is unreachable; retry later",
-            );
-            return self.refuse(meta, Some(envelope), &body, r, Trust::Signed);
-        }
-        // Stored behind an underscore; the stream republishes it to subscribers only if it
-        // stored it, so a duplicate it drops is seen by no one.
-        let subject = subject::stored_event_subject(
-            &self.config.nats.prefix,
-            envelope.organization_id.as_deref(),
-            envelope.event_type.as_deref(),
-        );
-        let mut headers = meta.headers(Some(envelope), Some(&key));
-        if let Some(why) = suspect {
-            headers.insert(h::SUSPECT, subject::header_value(why).as_ref());
-        }
-        let message = PublishMessage::build()
-            .payload(body.clone())
-            .headers(headers);
-        let started = Instant::now();
-        let acked = tokio::time::timeout(self.config.publish_timeout, async {
-            self.js.send_publish(subject, message).await?.await
-        })
-        .await;
-        self.metrics
-            .publish_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let ack = match acked {
-            Ok(Ok(ack)) => ack,
-            Ok(Err(e)) => {
-                let r = match e.kind() {
-                    PublishErrorKind::MaxPayloadExceeded => Refusal::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        format!(
-                            "the body with its headers exceeds the NATS server's max_payload: {e}"
-                        ),
-                    ),
-                    PublishErrorKind::StreamNotFound => Refusal::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "stream_missing",
-                        "the events stream does not exist; retry later",
-                    ),
-                    _ => Refusal::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "publish_failed",
-                        format!("the event store did not store the delivery: {e}"),
-                    ),
-                };
-                return self.refuse(meta, Some(envelope), &body, r, Trust::Signed);
-            }
-            Err(_) => {
-                let r = Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "publish_timeout",
-                    "the event store did not acknowledge in time; retry later",
-                );
-                return self.refuse(meta, Some(envelope), &body, r, Trust::Signed);
-            }
-        };
-
-        let uuid = envelope.webhook_event_uuid.as_deref();
-        if ack.duplicate {
-            tracing::Span::current().record("outcome", "duplicate");
-            tracing::info!(endpoint = %meta.endpoint, delivery_id = %meta.id, idempotency_key = %key, "duplicate delivery");
-            self.metrics.duplicate.inc();
-            let mut headers = meta.headers(Some(envelope), None);
-            headers.insert(h::IDEMPOTENCY_KEY, key.as_str());
-            headers.insert(h::OUTCOME, "duplicate");
-            headers.insert(h::HTTP_STATUS, "200");
-            self.log_record(meta, "duplicate", headers, &body, usize::MAX);
-            return json(
-                StatusCode::OK,
-                &Answer {
-                    status: "duplicate",
-                    webhook_event_uuid: uuid,
-                    idempotency_key: Some(&key),
-                    delivery_id: meta.id.to_string(),
-                    stream_sequence: Some(ack.sequence),
-                    reason: None,
-                    detail: None,
-                },
-            );
-        }
-        tracing::Span::current().record("outcome", "accepted");
-        tracing::debug!(sequence = ack.sequence, "delivery accepted");
-        self.metrics.accepted.inc();
-        json(
-            StatusCode::ACCEPTED,
-            &Answer {
-                status: "accepted",
-                webhook_event_uuid: uuid,
-                idempotency_key: Some(&key),
-                delivery_id: meta.id.to_string(),
-                stream_sequence: Some(ack.sequence),
-                reason: None,
-                detail: None,
-            },
-        )
-    }
 }
 
 #[cfg(test)]

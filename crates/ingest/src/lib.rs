@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod allowlist;
+mod answer;
 mod bindings;
 mod config;
 mod deliveries;

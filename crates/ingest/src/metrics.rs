@@ -6,6 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use showpass_payload::vocab::{Outcome, Reason};
 
 type Labels = [(&'static str, &'static str); 2];
 
@@ -50,10 +51,16 @@ impl Metrics {
             unrecorded.clone(),
         );
         let accepted = requests
-            .get_or_create(&[("outcome", "accepted"), ("reason", "published")])
+            .get_or_create(&[
+                ("outcome", Outcome::Accepted.as_str()),
+                ("reason", "published"),
+            ])
             .clone();
         let duplicate = requests
-            .get_or_create(&[("outcome", "duplicate"), ("reason", "already_accepted")])
+            .get_or_create(&[
+                ("outcome", Outcome::Duplicate.as_str()),
+                ("reason", "already_accepted"),
+            ])
             .clone();
         Self {
             registry,
@@ -66,9 +73,13 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, outcome: &'static str, reason: &'static str) {
+    /// Counts a refused request.
+    pub fn rejected(&self, reason: Reason) {
         self.requests
-            .get_or_create(&[("outcome", outcome), ("reason", reason)])
+            .get_or_create(&[
+                ("outcome", Outcome::Rejected.as_str()),
+                ("reason", reason.as_str()),
+            ])
             .inc();
     }
 

@@ -95,7 +95,7 @@ async fn a_plain_subscriber_sees_an_event_once_however_often_it_is_redelivered()
     use futures::StreamExt as _;
     let ingest = TestIngest::start().await;
     let prefix = ingest.config.nats.prefix.clone();
-    let client = async_nats::connect(ingest.config.nats.url.as_str())
+    let client = async_nats::connect(ingest.config.nats.url.expose())
         .await
         .unwrap();
     let mut live = client
@@ -423,7 +423,7 @@ async fn with_nats_down_deliveries_get_503_and_are_accepted_once_it_is_back() {
     let mut nats = PrivateNats::start();
     let url = nats.url();
     let ingest = TestIngest::start_with(|c| {
-        c.nats.url = url;
+        c.nats.url = url.parse().unwrap();
         c.publish_timeout = Duration::from_secs(1);
     })
     .await;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_keeps_answering_while_a_panicking_neighbour_is_restarted() {
     let mut nats = NatsConfig::local(unique_prefix());
-    nats.url = nats_url();
+    nats.url = nats_url().parse().unwrap();
     let config = IngestConfig::local(nats, SECRET);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -69,7 +69,7 @@ async fn ingest_keeps_answering_while_a_panicking_neighbour_is_restarted() {
         "the neighbour was restarted"
     );
 
-    let client = async_nats::connect(config.nats.url.as_str()).await.unwrap();
+    let client = async_nats::connect(config.nats.url.expose()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     for s in config.nats.all_streams() {
         let _ = js.delete_stream(s).await;

@@ -388,6 +388,14 @@ macro_rules! lenient_enum {
                 }
             }
 
+            /// The text of a known value; `None` for `Other`.
+            pub fn known_text(&self) -> Option<&'static str> {
+                match self {
+                    $(Self::$variant => Some($text),)+
+                    Self::Other(_) => None,
+                }
+            }
+
             /// Reads a value in any letter case; unknown values become `Other`, cut to
             /// [`MAX_OTHER_BYTES`](crate::lenient::MAX_OTHER_BYTES).
             pub fn parse(s: &str) -> Self {

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod samples;
 pub mod signature;
 pub mod subject;
+pub mod vocab;
 
 pub use delivery::{
     AccountCreditType, Amounts, Delivery, EventType, InvoiceData, InvoiceItem, InvoiceItemType,

@@ -93,10 +93,10 @@ pub fn public_subject(stored: &str) -> &str {
 }
 
 /// The subject a delivery-log record is published on: `{prefix}.deliveries.{outcome}.{endpoint}`.
-pub fn delivery_subject(prefix: &str, outcome: &str, endpoint: &str) -> String {
+pub fn delivery_subject(prefix: &str, outcome: crate::vocab::Outcome, endpoint: &str) -> String {
     format!(
         "{prefix}.deliveries.{}.{}",
-        token(Some(outcome)),
+        outcome.as_str(),
         token(Some(endpoint))
     )
 }

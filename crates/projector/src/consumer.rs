@@ -3,21 +3,22 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures::StreamExt;
+use async_nats::jetstream::{self, consumer::pull};
 use showpass_core::nats::NatsConfig;
 use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{self, ApplyError, Incoming, Tally};
-use crate::meta::Meta;
+use showpass_store::DatabaseUrl;
+
+use crate::batch::{BatchLimits, Source};
+use crate::pass::{Pass, pass};
 
 /// Everything the projector needs to run.
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     pub nats: NatsConfig,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// Most events applied in one transaction.
     pub batch_size: usize,
     /// How long to wait for more events to fill a batch once one has arrived.
@@ -31,10 +32,10 @@ pub struct ProjectorConfig {
 }
 
 impl ProjectorConfig {
-    pub fn local(nats: NatsConfig, database_url: impl Into<String>) -> Self {
+    pub fn local(nats: NatsConfig, database_url: DatabaseUrl) -> Self {
         Self {
             nats,
-            database_url: database_url.into(),
+            database_url,
             batch_size: 1_000,
             batch_linger: Duration::from_millis(10),
             max_ack_pending: 20_000,
@@ -47,13 +48,6 @@ impl ProjectorConfig {
 /// The durable consumer names, one per stream.
 pub const EVENTS_CONSUMER: &str = "projector";
 pub const DELIVERIES_CONSUMER: &str = "projector-deliveries";
-
-/// Which of the two streams a loop consumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Events,
-    Deliveries,
-}
 
 /// Runs the projector until `shutdown`: waits to become the active instance (a second one is a
 /// hot standby), then applies both streams. Loses leadership → back to standby.
@@ -114,7 +108,7 @@ async fn acquire_leadership(
     let mut announced = false;
     loop {
         let attempt = async {
-            let options = showpass_store::options(&config.database_url)?;
+            let options = config.database_url.options();
             let mut lock_conn = PgConnection::connect_with(&options).await?;
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(key)
@@ -233,7 +227,7 @@ async fn consume(
         Source::Events => EVENTS_CONSUMER,
         Source::Deliveries => DELIVERIES_CONSUMER,
     };
-    let limits = BatchLimits::of(config);
+    let limits = BatchLimits::live(config.batch_size, config.batch_linger);
     let mut pause = Duration::ZERO;
     loop {
         // Passes that end at once, again and again (a server refusing pulls, say), must not
@@ -302,250 +296,3 @@ async fn consume(
 /// Most bytes one pull request may bring (JetStream's own `max_bytes`), so what the client
 /// buffers stays bounded however large the messages.
 const MAX_PULL_BYTES: usize = 16 * 1024 * 1024;
-
-/// How a pass over a consumer ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Pass {
-    Stopped,
-    /// Start again from the checkpoint, for this reason.
-    Restart(String),
-}
-
-/// How large a batch may grow: in messages, in weight (lines and tickets, see
-/// [`Incoming::weight`]), in body bytes, and in time once its first message is in.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchLimits {
-    pub messages: usize,
-    pub weight: usize,
-    pub bytes: usize,
-    pub linger: Duration,
-}
-
-impl BatchLimits {
-    fn of(config: &ProjectorConfig) -> Self {
-        Self {
-            linger: config.batch_linger,
-            ..Self::for_rebuild(config.batch_size)
-        }
-    }
-
-    /// The same bounds, without a linger (a rebuild reads what is already stored).
-    pub fn for_rebuild(batch_size: usize) -> Self {
-        Self {
-            messages: batch_size.max(1),
-            weight: 50_000,
-            bytes: 8 * 1024 * 1024,
-            linger: Duration::ZERO,
-        }
-    }
-}
-
-/// A message taken into a batch, with what was read of it.
-pub struct Pulled {
-    pub message: jetstream::Message,
-    pub meta: Meta,
-    /// The planned event (events stream only).
-    pub incoming: Option<Incoming>,
-}
-
-/// A batch, and why it was cut short if it was.
-pub struct Filled {
-    pub batch: Vec<Pulled>,
-    pub interrupted: Option<String>,
-}
-
-/// Where the consumer's deliveries stand within a pass: each delivery's consumer sequence
-/// must follow the last, or one was lost between the server and here.
-#[derive(Debug, Default)]
-pub struct Continuity {
-    last_consumer_seq: Option<u64>,
-}
-
-/// Takes messages into a batch, starting with `first`, until a limit is reached or the
-/// linger time passes. Stops short (and says why) at a pull error, a message whose metadata
-/// cannot be read (it has no place in the stream, so it is neither applied nor acked), or a
-/// gap in the consumer's sequence; what came before still forms the batch.
-pub async fn fill_batch<S, E>(
-    first: Result<jetstream::Message, E>,
-    messages: &mut S,
-    stream_name: &str,
-    source: Source,
-    limits: BatchLimits,
-    continuity: &mut Continuity,
-) -> Filled
-where
-    S: futures::Stream<Item = Result<jetstream::Message, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let mut batch = Vec::new();
-    let (mut weight, mut bytes) = (0usize, 0usize);
-    let deadline = Instant::now() + limits.linger;
-    let mut next = Some(first);
-    loop {
-        let item = match next.take() {
-            Some(item) => item,
-            None => {
-                if batch.len() >= limits.messages
-                    || weight >= limits.weight
-                    || bytes >= limits.bytes
-                {
-                    break;
-                }
-                match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Ok(Some(item)) => item,
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        };
-        let message = match item {
-            Ok(m) => m,
-            Err(e) => {
-                return Filled {
-                    batch,
-                    interrupted: Some(format!("pull error: {e}")),
-                };
-            }
-        };
-        let (seq, consumer_seq, published) = match message.info() {
-            Ok(i) => (i.stream_sequence, i.consumer_sequence, i.published),
-            Err(e) => {
-                return Filled {
-                    batch,
-                    interrupted: Some(format!(
-                        "a message on {} has no readable stream metadata ({e})",
-                        message.subject
-                    )),
-                };
-            }
-        };
-        if let Some(last) = continuity.last_consumer_seq
-            && consumer_seq != last.saturating_add(1)
-        {
-            return Filled {
-                batch,
-                interrupted: Some(format!(
-                    "the consumer's deliveries skipped from {last} to {consumer_seq}"
-                )),
-            };
-        }
-        continuity.last_consumer_seq = Some(consumer_seq);
-        let meta = Meta::from_headers(stream_name, seq, message.headers.as_ref(), published);
-        let incoming = match source {
-            Source::Events => Some(Incoming::plan(meta.clone(), &message.payload)),
-            Source::Deliveries => None,
-        };
-        weight = weight.saturating_add(incoming.as_ref().map_or(1, Incoming::weight));
-        bytes = bytes.saturating_add(message.payload.len());
-        batch.push(Pulled {
-            message,
-            meta,
-            incoming,
-        });
-    }
-    Filled {
-        batch,
-        interrupted: None,
-    }
-}
-
-/// Pulls, applies and acks batches until `stop`, or until the pass must start again.
-pub async fn pass<S, E>(
-    conn: &mut PgConnection,
-    stream_name: &str,
-    source: Source,
-    messages: &mut S,
-    limits: BatchLimits,
-    stop: &CancellationToken,
-) -> anyhow::Result<Pass>
-where
-    S: futures::Stream<Item = Result<jetstream::Message, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let mut continuity = Continuity::default();
-    loop {
-        let first = tokio::select! {
-            _ = stop.cancelled() => return Ok(Pass::Stopped),
-            m = messages.next() => m,
-        };
-        let Some(first) = first else {
-            return Ok(Pass::Restart(format!(
-                "the message stream of {stream_name} ended"
-            )));
-        };
-        let Filled { batch, interrupted } = fill_batch(
-            first,
-            messages,
-            stream_name,
-            source,
-            limits,
-            &mut continuity,
-        )
-        .await;
-        if !batch.is_empty() {
-            let started = Instant::now();
-            let Some(tally) = apply_with_retry(conn, stream_name, source, &batch, stop).await?
-            else {
-                return Ok(Pass::Stopped);
-            };
-            for p in &batch {
-                if let Err(e) = p.message.ack().await {
-                    // The commit stands; a redelivery is recognised by the ledger.
-                    tracing::warn!(error = %e, "ack failed");
-                }
-            }
-            tracing::debug!(stream = stream_name, events = batch.len(), elapsed = ?started.elapsed(), ?tally, "batch applied");
-        }
-        if let Some(why) = interrupted {
-            return Ok(Pass::Restart(why));
-        }
-    }
-}
-
-/// Applies a batch, retrying with back-off while the database is away, and keeping the
-/// messages from being redelivered meanwhile. `None` when stopped first.
-async fn apply_with_retry(
-    conn: &mut PgConnection,
-    stream_name: &str,
-    source: Source,
-    batch: &[Pulled],
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<Tally>> {
-    let incoming: Vec<Incoming> = batch.iter().filter_map(|p| p.incoming.clone()).collect();
-    let metas: Vec<Meta> = batch.iter().map(|p| p.meta.clone()).collect();
-    let mut backoff = Duration::from_millis(100);
-    let started = Instant::now();
-    loop {
-        let result = match source {
-            Source::Events => apply::apply_resilient(conn, stream_name, &incoming).await,
-            Source::Deliveries => apply::apply_records_resilient(conn, stream_name, &metas).await,
-        };
-        match result {
-            Ok(t) => return Ok(Some(t)),
-            Err(ApplyError::Database(e)) if is_connection_error(&e) => {
-                // The leader's connections are tied to its lock; a lost connection means
-                // leadership must be re-established from the start.
-                return Err(anyhow::Error::from(e).context("database connection lost"));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, stream = stream_name, retry_in = ?backoff, "batch failed; retrying");
-                if started.elapsed() > Duration::from_secs(20) {
-                    for p in batch {
-                        let _ = p.message.ack_with(AckKind::Progress).await;
-                    }
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-fn is_connection_error(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_)
-    ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("08") || c == "57P01"))
-}

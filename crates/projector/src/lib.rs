@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+mod batch;
 mod consumer;
 pub mod invariants;
 mod janitor;
 mod meta;
+mod pass;
 pub mod plan;
 mod rebuild;
 
@@ -19,10 +21,9 @@ pub use apply::{
     ApplyError, Incoming, SWAP_LOCK, Tally, apply_events, apply_records, apply_records_resilient,
     apply_resilient,
 };
-pub use consumer::{
-    BatchLimits, Continuity, DELIVERIES_CONSUMER, EVENTS_CONSUMER, Filled, Pass, ProjectorConfig,
-    Pulled, Source, fill_batch, pass, run,
-};
+pub use batch::{Batch, BatchLimits, Source};
+pub use consumer::{DELIVERIES_CONSUMER, EVENTS_CONSUMER, ProjectorConfig, run};
 pub use janitor::expire_delivery_log;
 pub use meta::Meta;
+pub use pass::{Continuity, Filled, Pass, fill_batch, pass};
 pub use rebuild::{RebuildReport, rebuild};

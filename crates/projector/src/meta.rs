@@ -4,6 +4,7 @@ use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
 use showpass_payload::headers as h;
 use showpass_payload::subject::header_value;
+use showpass_payload::vocab::{DEFAULT_ENDPOINT, Outcome};
 use uuid::Uuid;
 
 /// The delivery metadata ingest put in a message's headers.
@@ -21,7 +22,8 @@ pub struct Meta {
     pub transaction_id: Option<String>,
     pub org_id: Option<String>,
     pub remote_addr: Option<String>,
-    pub outcome: Option<String>,
+    /// What ingest answered, on a record of the deliveries stream.
+    pub outcome: Option<Outcome>,
     pub reason: Option<String>,
     pub detail: Option<String>,
     pub http_status: Option<i32>,
@@ -66,21 +68,21 @@ impl Meta {
             seq,
             delivery_id,
             received_at,
-            endpoint: get(h::ENDPOINT).unwrap_or_else(|| "default".into()),
+            endpoint: get(h::ENDPOINT).unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
             idempotency_key: get(h::IDEMPOTENCY_KEY).or_else(|| get(h::MSG_ID)),
             event_type: get(h::EVENT_TYPE),
             webhook_event_uuid: get(h::WEBHOOK_EVENT_UUID),
             transaction_id: get(h::TRANSACTION_ID),
             org_id: get(h::ORGANIZATION_ID),
             remote_addr: get(h::REMOTE_ADDR),
-            outcome: get(h::OUTCOME),
+            outcome: get(h::OUTCOME).and_then(|v| Outcome::parse(&v)),
             reason: get(h::REASON),
             detail: get(h::DETAIL),
             http_status: get(h::HTTP_STATUS).and_then(|v| v.parse().ok()),
             body_sha256: get(h::BODY_SHA256),
             body_length: get(h::BODY_LENGTH).and_then(|v| v.parse().ok()),
             body_truncated: get(h::BODY_TRUNCATED).is_some_and(|v| v == "true"),
-            replay_of: get(h::REPLAY_OF).and_then(|v| v.parse().ok()),
+            replay_of: showpass_core::replay::replay_of(headers),
             suspect: get(h::SUSPECT),
         }
     }
@@ -93,7 +95,7 @@ impl Meta {
             seq: self.seq,
             delivery_id: self.delivery_id,
             received_at: self.received_at,
-            endpoint: "default".into(),
+            endpoint: DEFAULT_ENDPOINT.into(),
             idempotency_key: None,
             event_type: None,
             webhook_event_uuid: None,

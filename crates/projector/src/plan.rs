@@ -54,13 +54,14 @@ impl Kind {
         matches!(self, Kind::Purchase | Kind::Refund | Kind::Void)
     }
 
-    pub fn event_type(self) -> &'static str {
+    /// The event type of this kind of invoice event.
+    pub fn event_type(self) -> EventType {
         match self {
-            Kind::Purchase => "invoice.purchase",
-            Kind::Refund => "invoice.refund",
-            Kind::Void => "invoice.void",
-            Kind::Transfer => "invoice.transfer",
-            Kind::Transferred => "invoice.transferred",
+            Kind::Purchase => EventType::InvoicePurchase,
+            Kind::Refund => EventType::InvoiceRefund,
+            Kind::Void => EventType::InvoiceVoid,
+            Kind::Transfer => EventType::InvoiceTransfer,
+            Kind::Transferred => EventType::InvoiceTransferred,
         }
     }
 }

@@ -15,9 +15,9 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::apply::{Incoming, SWAP_LOCK, Tally, apply_records_resilient, apply_resilient};
-use crate::consumer::{ProjectorConfig, Source};
-use crate::meta::Meta;
+use crate::apply::SWAP_LOCK;
+use crate::batch::{Batch, BatchLimits, Source};
+use crate::consumer::ProjectorConfig;
 
 /// What a rebuild did.
 #[derive(Debug, Default, Clone)]
@@ -39,8 +39,7 @@ pub async fn rebuild(
     let started = Instant::now();
     let client = showpass_core::nats::connect(&config.nats, "showpass-rebuild").await?;
     let js = showpass_core::nats::jetstream(client, Duration::from_secs(10));
-    let options = showpass_store::options(&config.database_url)?;
-    let mut conn = PgConnection::connect_with(&options)
+    let mut conn = PgConnection::connect_with(&config.database_url.options())
         .await
         .context("connecting to PostgreSQL")?;
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
@@ -158,8 +157,8 @@ async fn project_range(
         })
         .await?;
     let mut messages = consumer.messages().await?;
-    let limits = crate::consumer::BatchLimits::for_rebuild(batch_size);
-    let mut batch = RebuildBatch::default();
+    let limits = BatchLimits::for_rebuild(batch_size);
+    let mut batch = Batch::new(source);
     let mut done = 0u64;
     loop {
         let Some(m) = tokio::time::timeout(Duration::from_secs(30), messages.next())
@@ -176,69 +175,26 @@ async fn project_range(
         if seq > last {
             break;
         }
-        let meta = Meta::from_headers(stream_name, seq, m.headers.as_ref(), info.published);
-        batch.push(source, meta, &m.payload);
+        batch.push(
+            stream_name,
+            seq,
+            m.headers.as_ref(),
+            info.published,
+            &m.payload,
+        );
         done += 1;
         let end = seq >= last || pending == 0;
         if end || batch.full(&limits) {
-            batch.flush(conn, stream_name, source).await?;
+            batch.apply(conn, stream_name).await?;
+            batch.clear();
             progress(stream_name, done, total.max(done));
         }
         if end {
             break;
         }
     }
-    batch.flush(conn, stream_name, source).await?;
+    if !batch.is_empty() {
+        batch.apply(conn, stream_name).await?;
+    }
     Ok(done)
-}
-
-/// A rebuild batch: planned as it is read, so its memory is bounded by weight, as live.
-#[derive(Default)]
-struct RebuildBatch {
-    incoming: Vec<Incoming>,
-    metas: Vec<Meta>,
-    weight: usize,
-    bytes: usize,
-}
-
-impl RebuildBatch {
-    fn push(&mut self, source: Source, meta: Meta, body: &[u8]) {
-        self.bytes = self.bytes.saturating_add(body.len());
-        match source {
-            Source::Events => {
-                let one = Incoming::plan(meta, body);
-                self.weight = self.weight.saturating_add(one.weight());
-                self.incoming.push(one);
-            }
-            Source::Deliveries => {
-                self.weight = self.weight.saturating_add(1);
-                self.metas.push(meta);
-            }
-        }
-    }
-
-    fn full(&self, limits: &crate::consumer::BatchLimits) -> bool {
-        self.incoming.len() + self.metas.len() >= limits.messages
-            || self.weight >= limits.weight
-            || self.bytes >= limits.bytes
-    }
-
-    async fn flush(
-        &mut self,
-        conn: &mut PgConnection,
-        stream_name: &str,
-        source: Source,
-    ) -> anyhow::Result<Tally> {
-        let tally = match source {
-            Source::Events if !self.incoming.is_empty() => {
-                apply_resilient(conn, stream_name, &self.incoming).await?
-            }
-            Source::Deliveries if !self.metas.is_empty() => {
-                apply_records_resilient(conn, stream_name, &self.metas).await?
-            }
-            _ => Tally::default(),
-        };
-        *self = Self::default();
-        Ok(tally)
-    }
 }

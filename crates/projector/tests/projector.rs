@@ -358,7 +358,7 @@ async fn rebuild_equals_the_incremental_projection(pool: PgPool) {
     );
 
     let db = pool.connect_options().get_database().unwrap().to_owned();
-    let config = ProjectorConfig::local(ingest.config.nats.clone(), database_url_of(&db));
+    let config = ProjectorConfig::local(ingest.config.nats.clone(), database_of(&db));
     let mut seen = Vec::new();
     let report = showpass_projector::rebuild(&config, &mut |stream, done, total| {
         seen.push((stream.to_owned(), done, total))
@@ -496,7 +496,7 @@ async fn the_projector_survives_a_nats_restart(pool: PgPool) {
     let mut nats = PrivateNats::start();
     let url = nats.url();
     let ingest = TestIngest::start_with(|c| {
-        c.nats.url = url;
+        c.nats.url = url.parse().unwrap();
         c.publish_timeout = Duration::from_secs(1);
     })
     .await;

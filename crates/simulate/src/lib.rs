@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use showpass_payload::vocab::{EventType, TicketStatus};
 
 /// The shape of the simulated world.
 #[derive(Debug, Clone)]
@@ -147,9 +148,16 @@ impl Simulator {
                 self.transfer(o);
             }
             76 => {
-                let body =
-                    self.invoice_body("webhook.test", "TEST", 0, 0, &[], Decimal::ZERO, "sale");
-                self.emit("TEST".into(), "webhook.test", body);
+                let body = self.invoice_body(
+                    et(EventType::WebhookTest),
+                    "TEST",
+                    0,
+                    0,
+                    &[],
+                    Decimal::ZERO,
+                    "sale",
+                );
+                self.emit("TEST".into(), et(EventType::WebhookTest), body);
             }
             77..=84 if !self.sent.is_empty() => {
                 let i = self.below(self.sent.len());
@@ -176,7 +184,7 @@ impl Simulator {
             .collect();
         let total: Decimal = tickets.iter().map(|(_, s, t)| Self::price(*s, *t)).sum();
         let body = self.invoice_body(
-            "invoice.purchase",
+            et(EventType::InvoicePurchase),
             &txn,
             org,
             customer,
@@ -204,9 +212,9 @@ impl Simulator {
             // The refund is generated now and sent first; the purchase follows it.
             let o = self.orders.len() - 1;
             self.refund(o, true, false);
-            self.emit(txn, "invoice.purchase", body);
+            self.emit(txn, et(EventType::InvoicePurchase), body);
         } else {
-            self.emit(txn, "invoice.purchase", body);
+            self.emit(txn, et(EventType::InvoicePurchase), body);
         }
     }
 
@@ -230,9 +238,9 @@ impl Simulator {
         let (org, customer, txn) = (order.org, order.customer, order.txn.clone());
         let amount: Decimal = tickets.iter().map(|(_, s, t)| Self::price(*s, *t)).sum();
         let (event_type, invoice_type) = if void {
-            ("invoice.void", "void")
+            (et(EventType::InvoiceVoid), "void")
         } else {
-            ("invoice.refund", "refund")
+            (et(EventType::InvoiceRefund), "refund")
         };
         let body = self.invoice_body(
             event_type,
@@ -267,7 +275,7 @@ impl Simulator {
             .map(|(_, s, t)| (self.fresh(), s, t))
             .collect();
         let out = self.invoice_body(
-            "invoice.transferred",
+            et(EventType::InvoiceTransferred),
             &txn,
             org,
             customer,
@@ -276,7 +284,7 @@ impl Simulator {
             "transfer",
         );
         let inn = self.invoice_body(
-            "invoice.transfer",
+            et(EventType::InvoiceTransfer),
             &new_txn,
             org,
             recipient,
@@ -284,8 +292,8 @@ impl Simulator {
             Decimal::ZERO,
             "transfer",
         );
-        self.emit(txn, "invoice.transferred", out);
-        self.emit(new_txn, "invoice.transfer", inn);
+        self.emit(txn, et(EventType::InvoiceTransferred), out);
+        self.emit(new_txn, et(EventType::InvoiceTransfer), inn);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -300,11 +308,11 @@ impl Simulator {
         invoice_type: &str,
     ) -> Vec<u8> {
         let uuid = format!("{:016x}-{:016x}", self.next(), self.next());
-        let status = match event_type {
-            "invoice.refund" => "refunded",
-            "invoice.void" => "voided",
-            "invoice.transferred" => "transferred",
-            _ => "issued",
+        let status = match EventType::parse(event_type) {
+            EventType::InvoiceRefund => TicketStatus::Refunded,
+            EventType::InvoiceVoid => TicketStatus::Voided,
+            EventType::InvoiceTransferred => TicketStatus::Transferred,
+            _ => TicketStatus::Issued,
         };
         let (first, last) = (
             FIRST[customer % FIRST.len()],
@@ -353,7 +361,7 @@ impl Simulator {
                 "name_on_ticket": format!("{first} {last}"), "email_on_ticket": email,
                 "ticket_status": status, "ticket_status_code": "2", "barcode_string": format!("SIM{id:X}"),
                 "ticket_type_id": format!("{}{:02}{}", org + 1, s, t), "ticket_type_name": TICKET_TYPES[*t % TICKET_TYPES.len()],
-                "ticket_item_type": "ticket", "created_by_transfer": event_type == "invoice.transfer",
+                "ticket_item_type": "ticket", "created_by_transfer": event_type == et(EventType::InvoiceTransfer),
             }))
             .collect();
         let body = json!({
@@ -365,7 +373,7 @@ impl Simulator {
                 "customer_name": format!("{first} {last}"), "customer_email": email,
                 "customer_phone_number": format!("+1 403 555 {:04}", customer % 10_000),
                 "subscribe_to_venue": customer.is_multiple_of(3),
-                "payment_type": if event_type == "invoice.transfer" { "transferred" } else { PAYMENTS[customer % PAYMENTS.len()] },
+                "payment_type": if event_type == et(EventType::InvoiceTransfer) { "transferred" } else { PAYMENTS[customer % PAYMENTS.len()] },
                 "currency": Self::currency(org),
                 "discounts": "0.00", "net_sales": money(total), "service_fees": "0.00", "account_credit_applied": "0.00",
                 "gross_revenue": money(total), "organizer_fees": "0.00", "total_tax": "0.00",
@@ -417,6 +425,11 @@ const LAST: [&str; 10] = [
 ];
 const TICKET_TYPES: [&str; 4] = ["General admission", "VIP", "Student", "Early bird"];
 const PAYMENTS: [&str; 4] = ["credit", "interac", "cash", "complimentary"];
+
+/// An event type's text, as a [`Delivery`] carries it.
+fn et(t: EventType) -> &'static str {
+    t.known_text().unwrap_or_default()
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,14 @@
 //! The read-model database: connecting, creating it when missing, and the migrations.
 #![forbid(unsafe_code)]
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+mod url;
+pub use url::{BadDatabaseUrl, DatabaseUrl};
 
 /// The migrations in `migrations/`, embedded once.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -14,53 +16,29 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 /// The default database URL for a local run.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/showpass";
 
-/// Parses a database URL; the error never repeats the URL (it may hold a password).
-pub fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    PgConnectOptions::from_str(url)
-        .map(|o| o.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "DATABASE_URL is not a PostgreSQL URL: {}",
-                redact(&e.to_string(), url)
-            )
-        })
-}
-
-fn redact(text: &str, url: &str) -> String {
-    text.replace(url, "[DATABASE_URL]")
-}
-
 /// A pool of `max` connections.
-pub async fn connect(url: &str, max: u32) -> anyhow::Result<PgPool> {
-    let options = options(url)?;
+pub async fn connect(url: &DatabaseUrl, max: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
+        .connect_with(url.options())
         .await
-        .with_context(|| format!("connecting to PostgreSQL database {:?}", database_name(url)))
+        .with_context(|| format!("connecting to PostgreSQL at {url}"))
 }
 
 /// A pool that connects lazily, so a service can start (and report not ready) before the
 /// database is up.
-pub fn connect_lazy(url: &str, max: u32) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new()
+pub fn connect_lazy(url: &DatabaseUrl, max: u32) -> PgPool {
+    PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options(url)?))
-}
-
-fn database_name(url: &str) -> String {
-    options(url)
-        .ok()
-        .and_then(|o| o.get_database().map(str::to_owned))
-        .unwrap_or_else(|| "postgres".into())
+        .connect_lazy_with(url.options())
 }
 
 /// Creates the database named in `url` if it does not exist (connecting to `postgres`).
-pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    let options = options(url)?;
-    let name = options.get_database().unwrap_or("postgres").to_owned();
+pub async fn create_database_if_missing(url: &DatabaseUrl) -> anyhow::Result<()> {
+    let options = url.options();
+    let name = url.database().to_owned();
     let admin = options.clone().database("postgres");
     let mut conn = admin
         .connect()
@@ -87,7 +65,7 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
 }
 
 /// Creates the database if missing and applies every migration.
-pub async fn migrate(url: &str) -> anyhow::Result<PgPool> {
+pub async fn migrate(url: &DatabaseUrl) -> anyhow::Result<PgPool> {
     create_database_if_missing(url).await?;
     let pool = connect(url, 2).await?;
     MIGRATOR.run(&pool).await.context("applying migrations")?;
@@ -97,18 +75,22 @@ pub async fn migrate(url: &str) -> anyhow::Result<PgPool> {
 /// Makes the user of `reader_url` a login role of its own that may only read the read models
 /// (now, and every table created later, `showpass rebuild`'s included), with the password
 /// the URL carries. Run with the owner's `owner_url`. Answers the role's name.
-pub async fn ensure_reader(owner_url: &str, reader_url: &str) -> anyhow::Result<String> {
-    let reader = options(reader_url)
-        .map_err(|_| anyhow::anyhow!("API_DATABASE_URL is not a PostgreSQL URL"))?;
-    let role = reader.get_username().to_owned();
-    let owner = options(owner_url)?;
+pub async fn ensure_reader(
+    owner_url: &DatabaseUrl,
+    reader_url: &DatabaseUrl,
+) -> anyhow::Result<String> {
+    let role = reader_url.username().to_owned();
+    let owner = owner_url.options();
     anyhow::ensure!(
         !role.is_empty() && role != owner.get_username(),
         "API_DATABASE_URL must name a user other than DATABASE_URL's"
     );
-    let password = url_password(reader_url)
-        .ok_or_else(|| anyhow::anyhow!("API_DATABASE_URL must carry a password"))?;
-    let database = owner.get_database().unwrap_or("postgres").to_owned();
+    let password = reader_url
+        .password()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("API_DATABASE_URL must carry a password"))?
+        .to_owned();
+    let database = owner_url.database().to_owned();
     // The statements below carry the password's verifier: none of them is logged.
     let mut conn = owner
         .clone()
@@ -226,51 +208,9 @@ pub fn scram_sha256_verifier(password: &str, salt: &[u8]) -> anyhow::Result<Stri
     ))
 }
 
-/// The password in a URL's user info, percent-decoded.
-fn url_password(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let userinfo = authority.rsplit_once('@')?.0;
-    let password = userinfo.split_once(':')?.1;
-    let mut out = Vec::with_capacity(password.len());
-    let bytes = password.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(v) = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok().filter(|p| !p.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_urls_password_is_read_percent_decoded() {
-        assert_eq!(
-            url_password("postgres://api:p%40ss:w@db:5432/showpass").as_deref(),
-            Some("p@ss:w")
-        );
-        assert_eq!(url_password("postgres://api@db/showpass"), None);
-    }
-
-    /// Issue 12: a URL's password never reaches an error.
-    #[test]
-    fn a_bad_database_url_is_named_without_its_password() {
-        let err = options("postgres://u:hunter2@db:notaport/x").unwrap_err();
-        assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
-    }
 
     /// RFC 7677's example exchange: the server signature computed from this verifier's
     /// ServerKey is the one the RFC shows.

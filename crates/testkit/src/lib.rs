@@ -46,7 +46,7 @@ impl TestIngest {
     /// Starts ingest after `tweak` adjusts its configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut IngestConfig)) -> Self {
         let mut nats = NatsConfig::local(unique_prefix());
-        nats.url = nats_url();
+        nats.url = nats_url().parse().unwrap();
         let mut config = IngestConfig::local(nats, SECRET);
         config.publish_timeout = Duration::from_secs(2);
         tweak(&mut config);
@@ -64,7 +64,7 @@ impl TestIngest {
         ));
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
-            .connect(config.nats.url.as_str())
+            .connect(config.nats.url.expose())
             .await
             .unwrap();
         let js = jetstream::new(client);
@@ -149,7 +149,7 @@ impl TestIngest {
 impl Drop for TestIngest {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let url = self.config.nats.url.clone();
+        let url = self.config.nats.url.expose().to_owned();
         let streams = self.config.nats.all_streams();
         // Drop cannot await, and the test's runtime may be the very thread blocked here: clean
         // up on a thread with its own runtime and connection, so a failing test cleans up too.
@@ -371,6 +371,11 @@ pub fn database_url_of(database: &str) -> String {
     }
 }
 
+/// The database a `#[sqlx::test]` pool points at, typed.
+pub fn database_of(database: &str) -> showpass_store::DatabaseUrl {
+    showpass_store::DatabaseUrl::parse(&database_url_of(database)).expect("a PostgreSQL URL")
+}
+
 /// A projector running against the test's streams and database.
 pub struct TestProjector {
     pub shutdown: CancellationToken,
@@ -386,7 +391,7 @@ impl TestProjector {
         let db = pool.connect_options().get_database().unwrap().to_owned();
         let mut config = showpass_projector::ProjectorConfig::local(
             ingest.config.nats.clone(),
-            database_url_of(&db),
+            database_of(&db),
         );
         tweak(&mut config);
         let shutdown = CancellationToken::new();

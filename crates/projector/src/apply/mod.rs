@@ -12,7 +12,14 @@
 //! recorded `failed` with the reason, so no event can stop the stream.
 
 pub mod fold;
+mod invoices;
+mod records;
 mod sql;
+
+use invoices::apply_invoices;
+pub(crate) use invoices::{Waiting, fold_events};
+use records::move_past;
+pub use records::{apply_records, apply_records_resilient};
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,6 +30,7 @@ use sqlx::{Connection, PgConnection};
 use crate::meta::Meta;
 use crate::plan::{Decision, Invoice, Kind, customer_id, panic_message};
 use fold::{Overflow, SalesDeltas, TicketRow};
+use showpass_payload::vocab::{self, Processing};
 
 /// Every batch transaction holds this advisory lock shared; `rebuild` takes it exclusively to
 /// swap the rebuilt tables in, so no batch straddles the swap.
@@ -127,8 +135,8 @@ impl ApplyError {
 #[derive(Debug)]
 pub(crate) struct Outcome<'a> {
     pub meta: &'a Meta,
-    pub outcome: &'static str,
-    pub processing: &'static str,
+    pub outcome: vocab::Outcome,
+    pub processing: Processing,
     pub error: Option<String>,
     pub body_sha256: Option<&'a str>,
 }
@@ -180,12 +188,12 @@ pub async fn apply_events(
                         continue;
                     }
                     tally.duplicate += 1;
-                    ("applied", None)
+                    (Processing::Applied, None)
                 }
                 Some(p) => {
                     tally.duplicate += 1;
                     (
-                        "duplicate",
+                        Processing::Duplicate,
                         (p.body_sha256 != m.body_sha256).then(|| conflict(&p.body_sha256)),
                     )
                 }
@@ -200,7 +208,7 @@ pub async fn apply_events(
                     );
                     applied.push((m, inv));
                     tally.applied += 1;
-                    ("applied", None)
+                    (Processing::Applied, None)
                 }
             },
             _ if logged.contains(&seq_of(&m.meta)) => {
@@ -209,20 +217,20 @@ pub async fn apply_events(
             }
             Decision::Test => {
                 tally.applied += 1;
-                ("applied", None)
+                (Processing::Applied, None)
             }
             Decision::Skip(why) => {
                 tally.skipped += 1;
-                ("skipped", Some(why.clone()))
+                (Processing::Skipped, Some(why.clone()))
             }
             Decision::Fail(why) => {
                 tally.failed += 1;
-                ("failed", Some(why.clone()))
+                (Processing::Failed, Some(why.clone()))
             }
         };
         outcomes.push(Outcome {
             meta: &m.meta,
-            outcome: "accepted",
+            outcome: vocab::Outcome::Accepted,
             processing,
             error: error.map(|e| bounded_error(&e)),
             body_sha256: Some(&m.body_sha256),
@@ -319,10 +327,12 @@ fn seq_of(meta: &Meta) -> i64 {
     i64::try_from(meta.seq).unwrap_or(i64::MAX)
 }
 
+/// The error of a duplicate whose body differs from the event applied: this, the applied
+/// body's SHA-256, then `)`.
+pub(crate) const CONFLICT: &str = "conflict: same idempotency key as an applied event with a different body (applied body sha256 ";
+
 fn conflict(applied_hash: &str) -> String {
-    format!(
-        "conflict: same idempotency key as an applied event with a different body (applied body sha256 {applied_hash})"
-    )
+    format!("{CONFLICT}{applied_hash})")
 }
 
 /// An error text cut to what the log keeps, without NUL (which no text column can hold).
@@ -337,288 +347,4 @@ fn bounded_error(e: &str) -> String {
         }
     }
     out
-}
-
-/// What the pure part of a batch decides: ticket rows, sales deltas, and where each
-/// invoice's money is booked.
-pub(crate) struct Folded {
-    pub tickets: HashMap<(String, String), TicketRow>,
-    pub deltas: SalesDeltas,
-    /// Idempotency key → the currency its money is booked in (`None`: not yet, its order's
-    /// currency is unknown).
-    pub booked: HashMap<String, Option<String>>,
-    /// Orders whose stored waiting refunds were booked now, with the currency.
-    pub rebooked: Vec<(OrderKey, String)>,
-}
-
-/// An order's currency: that of its first purchase or transfer in stream order (blank when it
-/// had none). A refund or void without a currency is booked in it; until one is seen, such a
-/// refund waits (`booked_currency` NULL) and is booked when it arrives.
-pub(crate) type OrderKey = (String, String);
-
-/// Per order, the money of its stored refunds and voids waiting for its currency, summed per
-/// sales cell (currency aside) by the database, so a flood of them costs a few rows.
-pub(crate) type Waiting = HashMap<OrderKey, Vec<(fold::CellKey, fold::Acc)>>;
-
-/// Whether an event sets its order's currency.
-fn sets_currency(kind: Kind) -> bool {
-    matches!(kind, Kind::Purchase | Kind::Transfer)
-}
-
-/// Folds a batch in stream order: pure and checked, an overflow is an error. A panic is caught
-/// and reported as one, so the caller can fall back to one event at a time.
-fn fold_batch(
-    tickets: HashMap<(String, String), TicketRow>,
-    currencies: HashMap<OrderKey, String>,
-    waiting: Waiting,
-    applied: &[(&Incoming, &Invoice)],
-) -> Result<Folded, ApplyError> {
-    let fold = AssertUnwindSafe(move || fold_events(tickets, currencies, waiting, applied));
-    match catch_unwind(fold) {
-        Ok(folded) => Ok(folded?),
-        Err(panic) => Err(ApplyError::Data(format!(
-            "the projector could not fold these events: {}",
-            panic_message(panic.as_ref())
-        ))),
-    }
-}
-
-/// [`fold_batch`] without the safety net, for the invariants (`crate::invariants`).
-pub(crate) fn fold_events(
-    mut tickets: HashMap<(String, String), TicketRow>,
-    mut currencies: HashMap<OrderKey, String>,
-    mut stored_waiting: Waiting,
-    applied: &[(&Incoming, &Invoice)],
-) -> Result<Folded, Overflow> {
-    let mut deltas = SalesDeltas::default();
-    let mut booked = HashMap::with_capacity(applied.len());
-    let mut rebooked = Vec::new();
-    // Refunds of this batch waiting for their order's currency (bounded by the batch).
-    let mut waiting: HashMap<OrderKey, Vec<(&Invoice, DateTime<Utc>)>> = HashMap::new();
-    for (m, inv) in applied {
-        let at = m.meta.received_at;
-        let order = (inv.org_id.clone(), inv.transaction_id.clone());
-        if sets_currency(inv.kind) && !currencies.contains_key(&order) {
-            currencies.insert(order.clone(), inv.currency.clone());
-            // The refunds that waited for this order's currency are booked in it now.
-            if let Some(cells) = stored_waiting.remove(&order) {
-                for (cell, acc) in cells {
-                    fold::add_cell(&mut deltas, cell.with(&order.0, &inv.currency), acc)?;
-                }
-                rebooked.push((order.clone(), inv.currency.clone()));
-            }
-            for (w, w_at) in waiting.remove(&order).unwrap_or_default() {
-                fold::add_invoice_money(&mut deltas, w, &inv.currency, w_at)?;
-                booked.insert(w.key.clone(), Some(inv.currency.clone()));
-            }
-        }
-        let currency = if !inv.currency.is_empty() || !inv.kind.takes_money_back() {
-            Some(inv.currency.clone())
-        } else {
-            currencies.get(&order).cloned()
-        };
-        match &currency {
-            Some(c) => fold::add_invoice_money(&mut deltas, inv, c, at)?,
-            None => waiting.entry(order).or_default().push((inv, at)),
-        }
-        let ticket_currency = currency.clone().unwrap_or_default();
-        for t in &inv.tickets {
-            fold::fold_ticket(&mut tickets, &mut deltas, inv, &ticket_currency, t, at)?;
-        }
-        booked.insert(inv.key.clone(), currency);
-    }
-    Ok(Folded {
-        tickets,
-        deltas,
-        booked,
-        rebooked,
-    })
-}
-
-async fn apply_invoices(
-    tx: &mut PgConnection,
-    applied: &[(&Incoming, &Invoice)],
-) -> Result<(), ApplyError> {
-    let ticket_keys: Vec<(String, String)> = applied
-        .iter()
-        .flat_map(|(_, inv)| {
-            inv.tickets
-                .iter()
-                .map(|t| (inv.org_id.clone(), t.id.clone()))
-        })
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let tickets = sql::lock_tickets(tx, &ticket_keys).await?;
-    let batch_orders: Vec<OrderKey> = applied
-        .iter()
-        .map(|(_, inv)| (inv.org_id.clone(), inv.transaction_id.clone()))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    // The order currency matters only to refunds and voids without one of their own.
-    let need_currency: Vec<OrderKey> = applied
-        .iter()
-        .filter(|(_, inv)| inv.kind.takes_money_back() && inv.currency.is_empty())
-        .map(|(_, inv)| (inv.org_id.clone(), inv.transaction_id.clone()))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let currencies = sql::order_currencies(tx, &need_currency).await?;
-    // Refunds still waiting for a currency can only belong to orders purchased (or received
-    // by transfer) here: once an order has one, none waits (a small partial index answers).
-    let purchased: Vec<OrderKey> = applied
-        .iter()
-        .filter(|(_, inv)| sets_currency(inv.kind))
-        .map(|(_, inv)| (inv.org_id.clone(), inv.transaction_id.clone()))
-        .filter(|o| !currencies.contains_key(o))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let waiting = sql::waiting_sales(tx, &purchased).await?;
-
-    let Folded {
-        tickets,
-        deltas,
-        booked,
-        rebooked,
-    } = fold_batch(tickets, currencies, waiting, applied)?;
-
-    let mut orders: HashSet<OrderKey> = batch_orders.into_iter().collect();
-    let mut customers: HashSet<(String, String)> = HashSet::new();
-    for (_, inv) in applied {
-        if let Some(k) = &inv.customer_key {
-            customers.insert((inv.org_id.clone(), k.clone()));
-        }
-    }
-    for row in tickets.values() {
-        orders.insert((row.org_id.clone(), row.transaction_id.clone()));
-    }
-
-    sql::insert_invoices(tx, applied, &booked).await?;
-    sql::book_waiting(tx, &rebooked).await?;
-    sql::insert_items(tx, applied).await?;
-    sql::upsert_tickets(tx, tickets.values()).await?;
-    sql::upsert_shows(tx, applied).await?;
-    sql::add_sales(tx, &deltas).await?;
-
-    let orders: Vec<OrderKey> = orders.into_iter().collect();
-    // An order may change hands (its customer is recomputed); the old customer changes too.
-    customers.extend(sql::order_customers(tx, &orders).await?);
-    sql::recompute_orders(tx, &orders).await?;
-    let customers: Vec<(String, String, uuid::Uuid)> = customers
-        .into_iter()
-        .map(|(org, key)| {
-            let id = customer_id(&org, &key);
-            (org, key, id)
-        })
-        .collect();
-    sql::recompute_customers(tx, &customers).await?;
-    let keys: Vec<String> = applied.iter().map(|(_, inv)| inv.key.clone()).collect();
-    sql::mark_conflicting_duplicates(tx, &keys).await?;
-    Ok(())
-}
-
-/// Applies a batch of the deliveries stream; a batch the database refuses for its data is
-/// written record by record, and a record it refuses is written bare.
-pub async fn apply_records_resilient(
-    conn: &mut PgConnection,
-    stream: &str,
-    batch: &[Meta],
-) -> Result<Tally, ApplyError> {
-    match guarded(apply_records(conn, stream, batch)).await {
-        Err(e) if e.is_deterministic() => {
-            tracing::warn!(error = %e, stream, records = batch.len(), "a batch of delivery records cannot be written; writing it record by record");
-            let mut tally = Tally::default();
-            for one in batch {
-                let t = match guarded(apply_records(conn, stream, std::slice::from_ref(one))).await
-                {
-                    Err(e) if e.is_deterministic() => {
-                        tracing::error!(error = %e, seq = one.seq, "a delivery record cannot be written; writing a bare one");
-                        let mut bare = one.bare();
-                        bare.outcome.clone_from(&one.outcome);
-                        match guarded(apply_records(conn, stream, std::slice::from_ref(&bare)))
-                            .await
-                        {
-                            Err(e) if e.is_deterministic() => {
-                                tracing::error!(error = %e, seq = one.seq, "not even a bare delivery record can be written; the stream moves past it");
-                                move_past(conn, stream, one.seq).await?
-                            }
-                            other => other?,
-                        }
-                    }
-                    other => other?,
-                };
-                tally.add(t);
-            }
-            Ok(tally)
-        }
-        other => other,
-    }
-}
-
-/// Moves a stream's checkpoint past one message and nothing else: the last resort for a
-/// message not even a bare record of which can be stored.
-async fn move_past(conn: &mut PgConnection, stream: &str, seq: u64) -> Result<Tally, ApplyError> {
-    let mut tx = conn.begin().await?;
-    sql::begin_batch(&mut tx, stream).await?;
-    sql::end_batch(&mut tx, stream, seq).await?;
-    tx.commit().await?;
-    Ok(Tally {
-        failed: 1,
-        ..Tally::default()
-    })
-}
-
-/// Applies a batch of the deliveries stream (duplicate and rejected deliveries) to the log.
-/// Writing a record again changes nothing, so a redelivered one is simply written again.
-pub async fn apply_records(
-    conn: &mut PgConnection,
-    stream: &str,
-    batch: &[Meta],
-) -> Result<Tally, ApplyError> {
-    let mut tx = conn.begin().await?;
-    sql::begin_batch(&mut tx, stream).await?;
-    let mut tally = Tally::default();
-    let Some(last) = batch.iter().map(|m| m.seq).max() else {
-        tx.commit().await?;
-        return Ok(tally);
-    };
-    let keys: Vec<String> = batch
-        .iter()
-        .filter_map(|m| m.idempotency_key.clone())
-        .collect();
-    let known = sql::processed(&mut tx, &keys).await?;
-    let outcomes: Vec<Outcome> = batch
-        .iter()
-        .map(|m| {
-            let duplicate = m.outcome.as_deref() == Some("duplicate");
-            let error = if duplicate {
-                tally.duplicate += 1;
-                match (
-                    m.idempotency_key.as_ref().and_then(|k| known.get(k)),
-                    &m.body_sha256,
-                ) {
-                    (Some(applied), Some(mine)) if &applied.body_sha256 != mine => {
-                        Some(conflict(&applied.body_sha256))
-                    }
-                    _ => None,
-                }
-            } else {
-                tally.skipped += 1;
-                None
-            };
-            Outcome {
-                meta: m,
-                outcome: if duplicate { "duplicate" } else { "rejected" },
-                processing: if duplicate { "duplicate" } else { "skipped" },
-                error,
-                body_sha256: m.body_sha256.as_deref(),
-            }
-        })
-        .collect();
-    sql::log_deliveries(&mut tx, &outcomes).await?;
-    sql::end_batch(&mut tx, stream, last).await?;
-    tx.commit().await?;
-    Ok(tally)
 }

@@ -1,0 +1,41 @@
+//! The statements of a batch. Each writes many rows at once from arrays (`UNNEST`), so a batch
+//! costs a fixed number of round trips whatever its size.
+
+mod customers;
+mod invoices;
+mod ledger;
+mod orders;
+mod sales;
+mod tickets;
+
+pub use customers::*;
+pub use invoices::*;
+pub use ledger::*;
+pub use orders::*;
+pub use sales::*;
+pub use tickets::*;
+
+pub(crate) use showpass_payload::vocab::fill_sql as words;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_statement_keeps_a_placeholder() {
+        for sql in [
+            &*invoices::ORDER_CURRENCIES,
+            &*invoices::WAITING_SALES,
+            &*invoices::BOOK_WAITING,
+            &*orders::RECOMPUTE_ORDERS,
+            &*customers::RECOMPUTE_CUSTOMERS,
+        ] {
+            let upper_placeholder = sql.split('{').skip(1).any(|rest| {
+                rest.split('}').next().is_some_and(|w| {
+                    !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                })
+            });
+            assert!(!upper_placeholder, "{sql}");
+        }
+    }
+}

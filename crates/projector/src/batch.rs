@@ -1,0 +1,142 @@
+//! One decode path for a stream message, live or in a rebuild: its headers read into a
+//! [`Meta`], an event planned, and the batch it joins, bounded and applied the same way.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use tracing::Instrument as _;
+
+use crate::apply::{self, ApplyError, Incoming, Tally};
+use crate::meta::Meta;
+
+/// Which of the two streams a message comes from, and so what applying it means: an event
+/// changes the read models, a delivery record only the delivery log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Events,
+    Deliveries,
+}
+
+/// How large a batch may grow: in messages, in weight (lines and tickets, see
+/// [`Incoming::weight`]), in body bytes, and in time once its first message is in.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub messages: usize,
+    pub weight: usize,
+    pub bytes: usize,
+    pub linger: Duration,
+}
+
+impl BatchLimits {
+    /// The live projector's bounds.
+    pub fn live(batch_size: usize, linger: Duration) -> Self {
+        Self {
+            linger,
+            ..Self::for_rebuild(batch_size)
+        }
+    }
+
+    /// The same bounds, without a linger (a rebuild reads what is already stored).
+    pub fn for_rebuild(batch_size: usize) -> Self {
+        Self {
+            messages: batch_size.max(1),
+            weight: 50_000,
+            bytes: 8 * 1024 * 1024,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+/// Messages of one stream, decoded as they are taken in, to be applied in one transaction.
+#[derive(Debug)]
+pub struct Batch {
+    source: Source,
+    events: Vec<Incoming>,
+    records: Vec<Meta>,
+    weight: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    pub fn new(source: Source) -> Self {
+        Self {
+            source,
+            events: Vec::new(),
+            records: Vec::new(),
+            weight: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Decodes message `seq` of `stream` (what its headers say, and for an event, its plan)
+    /// and takes it in.
+    pub fn push(
+        &mut self,
+        stream: &str,
+        seq: u64,
+        headers: Option<&HeaderMap>,
+        published: DateTime<Utc>,
+        body: &[u8],
+    ) {
+        let meta = Meta::from_headers(stream, seq, headers, published);
+        self.bytes = self.bytes.saturating_add(body.len());
+        match self.source {
+            Source::Events => {
+                let one = Incoming::plan(meta, body);
+                self.weight = self.weight.saturating_add(one.weight());
+                self.events.push(one);
+            }
+            Source::Deliveries => {
+                self.weight = self.weight.saturating_add(1);
+                self.records.push(meta);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len() + self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether it has reached one of its limits.
+    pub fn full(&self, limits: &BatchLimits) -> bool {
+        self.len() >= limits.messages || self.weight >= limits.weight || self.bytes >= limits.bytes
+    }
+
+    /// Applies the batch in one transaction (event by event if the data makes the whole
+    /// impossible), inside a `batch` span that gives its size and time.
+    pub async fn apply(&self, conn: &mut PgConnection, stream: &str) -> Result<Tally, ApplyError> {
+        let span = tracing::info_span!(
+            "batch",
+            stream,
+            messages = self.len(),
+            weight = self.weight,
+            elapsed_ms = tracing::field::Empty,
+        );
+        async {
+            let started = std::time::Instant::now();
+            let tally = match self.source {
+                Source::Events => apply::apply_resilient(conn, stream, &self.events).await,
+                Source::Deliveries => {
+                    apply::apply_records_resilient(conn, stream, &self.records).await
+                }
+            };
+            let elapsed = started.elapsed();
+            tracing::Span::current().record("elapsed_ms", elapsed.as_secs_f64() * 1e3);
+            tracing::debug!(?elapsed, ?tally, "batch applied");
+            tally
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Empties it for the next batch.
+    pub fn clear(&mut self) {
+        *self = Self::new(self.source);
+    }
+}
