@@ -25,6 +25,14 @@ pub(crate) fn routes() -> Routes {
 
 /// A customer: one (organization, e-mail) pair.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[schema(example = json!({
+    "id": "3d2f1c8e-6a51-5b7e-9c34-1f0e2d4a6b8c", "org_id": "20",
+    "email": "ava.cote@example.com", "name": "Ava Côté", "phone": "+1 403 555 0100",
+    "subscribed_to_venue": true, "orders_count": 2, "tickets_count": 3, "currency": "CAD",
+    "total_spent": "112.50", "spent_by_currency": [{"currency": "CAD", "amount": "112.50"}],
+    "first_seen_at": "2026-11-27T18:02:11.412Z", "last_seen_at": "2026-11-28T09:15:40.001Z",
+    "score": null
+}))]
 pub struct CustomerOut {
     /// Stable across rebuilds: a UUID v5 of the organization and the e-mail.
     pub id: Uuid,
@@ -70,12 +78,16 @@ pub struct CustomerDetail {
 pub struct CustomerQuery {
     /// Matches e-mail, name or phone: case- and accent-insensitive, substring, typo-tolerant;
     /// results ranked by relevance.
+    #[param(value_type = Option<crate::params_doc::Query>, inline)]
     pub q: Option<String>,
     /// Only this organization's customers.
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub org_id: Option<String>,
     /// Page size (default 50, at most 500).
+    #[param(value_type = Option<crate::params_doc::Limit>, inline)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<crate::params_doc::CursorText>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -88,9 +100,10 @@ const COLUMNS: &str = "c.id, c.org_id, c.email, c.name, c.phone, c.subscribed_to
 /// Without `q`, customers in (organization, e-mail) order; with `q`, by relevance.
 #[utoipa::path(get, path = "/v1/customers", tag = "customers", params(CustomerQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<CustomerOut>),
+    responses((status = 200, description = "a page of customers", body = Page<CustomerOut>),
               (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn list_customers(
     State(state): State<AppState>,
     Params(query): Params<CustomerQuery>,
@@ -366,9 +379,10 @@ pub(crate) fn push_pattern(sql: &mut QueryBuilder<'_, sqlx::Postgres>, q: &str) 
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "The customer's id (a UUID)")),
     security(("bearer" = [])),
-    responses((status = 200, body = CustomerDetail),
+    responses((status = 200, description = "the customer, their orders and spending", body = CustomerDetail),
               (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "no such customer", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "no such customer", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn get_customer(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -40,8 +40,11 @@ pub struct EventOut {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub org_id: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Limit>, inline)]
     pub limit: Option<String>,
+    #[param(value_type = Option<crate::params_doc::CursorText>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -56,9 +59,10 @@ struct EventTotal {
 /// List the events seen, by organization and event id.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<EventOut>),
+    responses((status = 200, description = "a page of events, with their sales totals", body = Page<EventOut>),
               (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     Params(query): Params<EventQuery>,

@@ -18,6 +18,7 @@ mod ops;
 mod orders;
 mod page;
 mod params;
+mod params_doc;
 mod routes;
 mod sales;
 mod server;

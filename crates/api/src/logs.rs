@@ -31,13 +31,23 @@ pub(crate) fn routes() -> Routes {
 
 /// One HTTP delivery and what became of it.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[schema(example = json!({
+    "id": "019ac4e2-5b1a-7d3e-8f21-6c0b9a4d2e17", "received_at": "2026-11-27T18:02:11.412Z",
+    "endpoint": "default", "outcome": "accepted", "reason": null, "detail": null,
+    "http_status": 202, "event_type": "invoice.purchase",
+    "webhook_event_uuid": "5f3c1a2b-9d8e-4f7a-b6c5-0e1d2c3b4a59",
+    "transaction_id": "ef4fe3e2b2c0c0c84b7fa3b4f5b2d2a8", "org_id": "20",
+    "remote_addr": "34.83.8.110", "processing": "applied", "error": null,
+    "idempotency_key": "5f3c1a2b-9d8e-4f7a-b6c5-0e1d2c3b4a59", "stream": "SHOWPASS_EVENTS",
+    "stream_seq": 1042, "body_sha256": "9c1185a5c5e9fc54612808977ee8f548b2258d31b2f94e3c1f8a4f0d7c1c7e0a",
+    "body_length": 2991, "body_truncated": false, "suspect": null
+}))]
 pub struct DeliveryOut {
     pub id: Uuid,
     pub received_at: DateTime<Utc>,
     /// The endpoint it was posted to (`default` for `/webhooks/showpass`).
     pub endpoint: String,
-    /// `accepted`, `duplicate` or `rejected`.
-    #[schema(example = example_outcome)]
+    #[schema(schema_with = crate::params_doc::outcome_field)]
     pub outcome: String,
     /// Why it was refused, or `published`/`already_accepted`.
     pub reason: Option<String>,
@@ -48,8 +58,7 @@ pub struct DeliveryOut {
     pub transaction_id: Option<String>,
     pub org_id: Option<String>,
     pub remote_addr: Option<String>,
-    /// `pending`, `applied`, `duplicate`, `skipped` or `failed`.
-    #[schema(example = example_processing)]
+    #[schema(schema_with = crate::params_doc::processing_field)]
     pub processing: String,
     /// Why it failed or was skipped; `conflict: ...` for a reused uuid with another body.
     pub error: Option<String>,
@@ -97,20 +106,30 @@ pub struct ReplayOut {
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// `accepted`, `duplicate` or `rejected`.
+    #[param(value_type = Option<crate::params_doc::OutcomeWord>, inline)]
     pub outcome: Option<String>,
     /// `pending`, `applied`, `duplicate`, `skipped` or `failed`.
+    #[param(value_type = Option<crate::params_doc::ProcessingWord>, inline)]
     pub processing: Option<String>,
     /// e.g. `invoice.refund`.
+    #[param(value_type = Option<crate::params_doc::Query>, inline)]
     pub event_type: Option<String>,
     /// A webhook_event_uuid, transaction id, delivery id or idempotency key.
+    #[param(value_type = Option<crate::params_doc::Query>, inline)]
     pub q: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub org_id: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub endpoint: Option<String>,
     /// Received at or after: a date (UTC) or an RFC 3339 time.
+    #[param(value_type = Option<crate::params_doc::When>, inline)]
     pub from: Option<String>,
     /// Received at or before (a date counts whole).
+    #[param(value_type = Option<crate::params_doc::When>, inline)]
     pub to: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Limit>, inline)]
     pub limit: Option<String>,
+    #[param(value_type = Option<crate::params_doc::CursorText>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -119,20 +138,13 @@ const COLUMNS: &str = "d.id, d.received_at, d.endpoint, d.outcome, d.reason, d.d
     d.remote_addr, d.processing, d.error, d.idempotency_key, d.stream, d.stream_seq, \
     d.body_sha256, d.body_length, d.body_truncated, d.suspect";
 
-fn example_outcome() -> &'static str {
-    Outcome::Accepted.as_str()
-}
-
-fn example_processing() -> &'static str {
-    Processing::Applied.as_str()
-}
-
 /// The delivery log, newest first.
 #[utoipa::path(get, path = "/v1/logs", tag = "logs", params(LogQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<DeliveryOut>),
+    responses((status = 200, description = "a page of deliveries, newest first", body = Page<DeliveryOut>),
               (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn list_logs(
     State(state): State<AppState>,
     Params(query): Params<LogQuery>,
@@ -252,9 +264,10 @@ fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
 #[utoipa::path(get, path = "/v1/logs/{id}", tag = "logs",
     params(("id" = String, Path, description = "The delivery id (a UUID)")),
     security(("bearer" = [])),
-    responses((status = 200, body = DeliveryDetail),
+    responses((status = 200, description = "the delivery, its stored headers and payload", body = DeliveryDetail),
               (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "no such delivery", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "no such delivery", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn get_log(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -25,24 +25,27 @@ pub(crate) fn routes() -> Routes {
         .add::<__path_get_order, _, _>(get_order)
 }
 
-fn example_status() -> &'static str {
-    OrderStatus::Purchased.as_str()
-}
-
 fn example_event_type() -> &'static str {
     EventType::InvoicePurchase.known_text().unwrap_or_default()
 }
 
 /// An order: one Showpass transaction.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[schema(example = json!({
+    "transaction_id": "ef4fe3e2b2c0c0c84b7fa3b4f5b2d2a8", "org_id": "20", "kind": "purchase",
+    "status": "partially_refunded", "customer_id": "3d2f1c8e-6a51-5b7e-9c34-1f0e2d4a6b8c",
+    "customer_email": "ava.cote@example.com", "customer_name": "Ava Côté", "currency": "CAD",
+    "payment_type": "credit", "net_sales": "75.00", "gross_revenue": "80.25",
+    "service_fees": "5.25", "total_tax": "0.00", "discounts": "0.00", "refunded": "37.50",
+    "other_currency_refunds": [], "tickets_total": 2, "tickets_valid": 1,
+    "created_at": "2026-11-27T18:02:11.412Z", "updated_at": "2026-11-28T09:15:40.001Z"
+}))]
 pub struct OrderOut {
     pub transaction_id: String,
     pub org_id: String,
-    /// `purchase` for a sale, `transfer` for tickets received by transfer.
+    #[schema(schema_with = crate::params_doc::order_kind_field)]
     pub kind: String,
-    /// `purchased`, `partially_refunded` (some tickets refunded), `refunded` (all),
-    /// `voided`, or `transferred` (all tickets transferred away).
-    #[schema(example = example_status)]
+    #[schema(schema_with = crate::params_doc::order_status_field)]
     pub status: String,
     pub customer_id: Option<Uuid>,
     pub customer_email: Option<String>,
@@ -148,17 +151,25 @@ pub struct OrderDetail {
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
     /// A transaction id, a ticket barcode, or (part of) the customer's e-mail or name.
+    #[param(value_type = Option<crate::params_doc::Query>, inline)]
     pub q: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub org_id: Option<String>,
     /// Orders with a ticket or line of this Showpass event.
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub event_id: Option<String>,
     /// `purchased`, `partially_refunded`, `refunded`, `voided` or `transferred`.
+    #[param(value_type = Option<crate::params_doc::OrderStatusWord>, inline)]
     pub status: Option<String>,
     /// Created at or after: a date (`2026-11-27`, UTC) or an RFC 3339 time.
+    #[param(value_type = Option<crate::params_doc::When>, inline)]
     pub from: Option<String>,
     /// Created at or before (a date counts whole).
+    #[param(value_type = Option<crate::params_doc::When>, inline)]
     pub to: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Limit>, inline)]
     pub limit: Option<String>,
+    #[param(value_type = Option<crate::params_doc::CursorText>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -171,9 +182,10 @@ pub(crate) const COLUMNS: &str = "o.transaction_id, o.org_id, o.kind, o.status, 
 /// Search orders, newest first.
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<OrderOut>),
+    responses((status = 200, description = "a page of orders, newest first", body = Page<OrderOut>),
               (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn list_orders(
     State(state): State<AppState>,
     Params(query): Params<OrderQuery>,
@@ -248,6 +260,7 @@ pub(crate) async fn list_orders(
 #[into_params(parameter_in = Query)]
 pub struct OneOrderQuery {
     /// Needed only when the transaction id exists in several organizations.
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub org_id: Option<String>,
 }
 
@@ -255,10 +268,11 @@ pub struct OneOrderQuery {
 #[utoipa::path(get, path = "/v1/orders/{transaction_id}", tag = "orders",
     params(("transaction_id" = String, Path, description = "Showpass's transaction id"), OneOrderQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = OrderDetail),
+    responses((status = 200, description = "the order, its invoices, lines and tickets", body = OrderDetail),
               (status = 400, description = "the id exists in several organizations and org_id was not given", body = Problem, content_type = "application/problem+json"),
               (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "no such order", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "no such order", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn get_order(
     State(state): State<AppState>,
     Path(transaction_id): Path<String>,

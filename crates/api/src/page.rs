@@ -226,8 +226,8 @@ pub fn bad_cursor() -> ApiError {
 
 /// Reads `limit`: absent gives the default; otherwise an integer in 1..=max.
 pub fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(default),
+    match crate::params::given("limit", raw)? {
+        None => Ok(default),
         Some(v) => v
             .parse::<u32>()
             .ok()

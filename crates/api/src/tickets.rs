@@ -42,15 +42,23 @@ pub struct TicketOut {
 #[into_params(parameter_in = Query)]
 pub struct TicketQuery {
     /// Exactly this barcode.
+    #[param(value_type = Option<crate::params_doc::Query>, inline)]
     pub barcode: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub event_id: Option<String>,
     /// A Showpass ticket status, e.g. `issued` or `refunded`.
+    #[param(value_type = Option<crate::params_doc::TicketStatusText>, inline)]
     pub status: Option<String>,
     /// A barcode, ticket id or transaction id.
+    #[param(value_type = Option<crate::params_doc::Query>, inline)]
     pub q: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub org_id: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub transaction_id: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Limit>, inline)]
     pub limit: Option<String>,
+    #[param(value_type = Option<crate::params_doc::CursorText>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -61,9 +69,10 @@ const COLUMNS: &str = "t.id, t.org_id, t.transaction_id, t.event_id, t.event_nam
 /// List tickets, by organization and ticket id.
 #[utoipa::path(get, path = "/v1/tickets", tag = "tickets", params(TicketQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<TicketOut>),
+    responses((status = 200, description = "a page of tickets", body = Page<TicketOut>),
               (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn list_tickets(
     State(state): State<AppState>,
     Params(query): Params<TicketQuery>,

@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long)]
     showpass_bin: Option<PathBuf>,
     /// Organizations the endpoint is bound to (SHOWPASS_WEBHOOK_ORGS), as production should
-    /// run it; empty for an unbound endpoint, whose every new `id` is also bound to its
+    /// run it; empty for an unbound endpoint. Either way every new `id` is bound to its
     /// organization in JetStream (one more write per delivery).
     #[arg(long, default_value = "20")]
     endpoint_orgs: String,

@@ -151,24 +151,34 @@ impl Drop for TestIngest {
         self.shutdown.cancel();
         let url = self.config.nats.url.expose().to_owned();
         let streams = self.config.nats.all_streams();
-        // Drop cannot await, and the test's runtime may be the very thread blocked here: clean
-        // up on a thread with its own runtime and connection, so a failing test cleans up too.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(client) = async_nats::connect(url.as_str()).await {
-                    let js = jetstream::new(client);
-                    for s in streams {
-                        let _ = js.delete_stream(s).await;
-                    }
-                }
-            });
-        })
-        .join()
-        .ok();
+        clean_up_blocking(async move {
+            delete_streams(&url, streams).await;
+        });
+    }
+}
+
+/// Runs a clean-up to its end from a `Drop`: Drop cannot await, and the test's runtime may be
+/// the very thread blocked there, so it runs on a thread with a runtime of its own (a failing
+/// test cleans up too).
+pub fn clean_up_blocking(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work);
+    })
+    .join()
+    .ok();
+}
+
+/// Deletes these streams, if NATS at `url` answers.
+pub async fn delete_streams(url: &str, streams: impl IntoIterator<Item = String>) {
+    if let Ok(client) = async_nats::connect(url).await {
+        let js = jetstream::new(client);
+        for s in streams {
+            let _ = js.delete_stream(s).await;
+        }
     }
 }
 

@@ -19,8 +19,8 @@ use crate::money::Money;
 use crate::params::{self, Params, When};
 use crate::routes::Routes;
 use crate::state::AppState;
-pub(crate) use summary::SUMS;
 pub use summary::summarize;
+pub(crate) use summary::{GROUPS, SUMS};
 
 pub(crate) fn routes() -> Routes {
     Routes::new("/v1").add::<__path_sales_summary, _, _>(sales_summary)
@@ -28,6 +28,11 @@ pub(crate) fn routes() -> Routes {
 
 /// Sales of one group in one currency.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[schema(example = json!({
+    "key": "8716", "label": "Winter Gala", "currency": "CAD", "orders": 41, "tickets": 77,
+    "gross_revenue": "3104.25", "net_sales": "2887.50", "service_fees": "216.75",
+    "total_tax": "0.00", "discounts": "25.00", "refunds": "75.00"
+}))]
 pub struct SalesRow {
     /// The group: an event id, a ticket type id, a day (`2026-11-27`) or a payment type.
     /// `""` for sales without one (an invoice without lines has no event).
@@ -95,16 +100,23 @@ pub const MAX_ROWS: usize = 5_000;
 #[into_params(parameter_in = Query)]
 pub struct SalesQuery {
     /// `event` (default), `ticket_type`, `day` or `payment_type`.
+    #[param(value_type = Option<crate::params_doc::GroupBy>, inline)]
     pub group_by: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub org_id: Option<String>,
+    #[param(value_type = Option<crate::params_doc::Id>, inline)]
     pub event_id: Option<String>,
     /// From this day (in `tz`) or RFC 3339 time. Sales resolve to 15-minute buckets.
+    #[param(value_type = Option<crate::params_doc::When>, inline)]
     pub from: Option<String>,
     /// To this day inclusive (in `tz`) or RFC 3339 time.
+    #[param(value_type = Option<crate::params_doc::When>, inline)]
     pub to: Option<String>,
     /// IANA time zone days are counted in, e.g. `America/Edmonton` (default `UTC`).
+    #[param(value_type = Option<crate::params_doc::TimeZone>, inline)]
     pub tz: Option<String>,
     /// `json` (default) or `csv`: the itemised export, one row per invoice line.
+    #[param(value_type = Option<crate::params_doc::Format>, inline)]
     pub format: Option<String>,
 }
 
@@ -127,10 +139,12 @@ pub struct SalesFilters {
 /// line per invoice line, refunds and voids negative, streamed.
 #[utoipa::path(get, path = "/v1/sales/summary", tag = "sales", params(SalesQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = SalesSummary,
-                description = "the summary (JSON), or the itemised export (text/csv)"),
+    responses((status = 200,
+                description = "the summary (JSON), or the itemised export (text/csv)",
+                content((SalesSummary = "application/json"), (String = "text/csv"))),
               (status = 400, description = "a parameter is bad", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "no key or a wrong one", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the database (or NATS) is unavailable or too slow; retry later", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn sales_summary(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -173,26 +187,40 @@ fn check_order(from: Option<When>, to: Option<When>) -> ApiResult<()> {
     Ok(())
 }
 
-/// Checks `tz` with PostgreSQL's own zone database (the one the query will use).
+/// The IANA time zones a summary may count days in (PostgreSQL's, without its `posix/` and
+/// `right/` copies): the OpenAPI document lists them, and `tz` must be one.
+pub(crate) fn zones() -> impl Iterator<Item = &'static str> {
+    include_str!("zones.txt").lines().filter(|z| !z.is_empty())
+}
+
+/// Checks `tz`: one of [`zones`], and known to PostgreSQL's zone database (the one the query
+/// will use).
 async fn time_zone(state: &AppState, tz: Option<&str>) -> ApiResult<String> {
-    let Some(tz) = params::text("tz", tz, 64)? else {
+    if params::given("tz", tz)?.is_none() {
+        return Ok("UTC".into());
+    }
+    let Some(given) = params::text("tz", tz, 64)? else {
         return Ok("UTC".into());
     };
+    let unknown = |tz: &str| {
+        ApiError::bad(
+            "tz",
+            format!(
+                "tz must be an IANA time zone such as America/Edmonton or UTC, not {:?}",
+                crate::page::truncate(tz)
+            ),
+        )
+    };
+    let Some(tz) = zones().find(|z| z.eq_ignore_ascii_case(&given)) else {
+        return Err(unknown(&given));
+    };
     match sqlx::query("SELECT now() AT TIME ZONE $1")
-        .bind(&tz)
+        .bind(tz)
         .execute(&state.pool)
         .await
     {
-        Ok(_) => Ok(tz),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("22023") => {
-            Err(ApiError::bad(
-                "tz",
-                format!(
-                    "tz must be an IANA time zone such as America/Edmonton or UTC, not {:?}",
-                    crate::page::truncate(&tz)
-                ),
-            ))
-        }
+        Ok(_) => Ok(tz.to_owned()),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("22023") => Err(unknown(tz)),
         Err(e) => Err(e.into()),
     }
 }

@@ -7,7 +7,7 @@ use super::{MAX_ROWS, SalesFilters, SalesRow, SalesSummary, SalesTotal, tiers::i
 use crate::error::ApiResult;
 use crate::params;
 
-pub(super) const GROUPS: &[&str] = &["event", "ticket_type", "day", "payment_type"];
+pub(crate) const GROUPS: &[&str] = &["event", "ticket_type", "day", "payment_type"];
 
 pub(crate) const SUMS: &str = "sum(s.orders)::int8 AS orders, sum(s.tickets)::int8 AS tickets, \
     sum(s.gross_revenue) AS gross_revenue, sum(s.net_sales) AS net_sales, \
