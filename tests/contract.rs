@@ -113,8 +113,11 @@ impl Platform {
         let (ingest, api) = (free_port(), free_port());
         let database = format!("contract_{tag}");
         let prefix = format!("contract{tag}");
+        // Only what is set here: nothing of the environment's (API_MAX_LIMIT, METRICS_ADDR...)
+        // may make the server other than the document describes.
         let child = Command::new(&*BIN)
             .arg("all")
+            .env_clear()
             .env("DATABASE_URL", showpass_testkit::database_url_of(&database))
             .env("NATS_URL", showpass_testkit::nats_url())
             .env("NATS_SUBJECT_PREFIX", &prefix)

@@ -21,14 +21,16 @@ def main() -> int:
         print(f"no customers: {first!r}")
         return 1
     seen = {c.id for c in first.items}
-    if isinstance(first.next_cursor, str):
-        second = list_customers.sync(client=client, limit=5, cursor=first.next_cursor)
-        if not isinstance(second, PageCustomerOut):
-            print(f"the second page failed: {second!r}")
-            return 1
-        if seen & {c.id for c in second.items}:
-            print("a customer on both pages")
-            return 1
+    if not isinstance(first.next_cursor, str):
+        print("the traffic holds more than 5 customers, yet there is no next page")
+        return 1
+    second = list_customers.sync(client=client, limit=5, cursor=first.next_cursor)
+    if not isinstance(second, PageCustomerOut):
+        print(f"the second page failed: {second!r}")
+        return 1
+    if not second.items or seen & {c.id for c in second.items}:
+        print("the second page is empty, or repeats a customer")
+        return 1
     summary = sales_summary.sync(client=client, group_by="event")
     if not isinstance(summary, SalesSummary) or not summary.totals:
         print(f"no sales: {summary!r}")

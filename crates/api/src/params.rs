@@ -26,8 +26,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// A free-text parameter: trimmed, blank is absent, at most `max` characters.
+/// A free-text parameter: at most `max` characters as given, then trimmed; blank is absent.
 pub fn text(name: &'static str, raw: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+    if raw.is_some_and(|v| v.chars().count() > max) {
+        return Err(ApiError::bad(
+            name,
+            format!("{name} must be at most {max} characters"),
+        ));
+    }
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) if v.chars().count() > max => Err(ApiError::bad(
@@ -43,12 +49,17 @@ pub fn text(name: &'static str, raw: Option<&str>, max: usize) -> Result<Option<
 }
 
 /// A parameter of a type (a number, a time, one of a set of words): absent, or given with a
-/// value. Given empty (`?status=`), it is a 400: the OpenAPI document does not allow it, so a
-/// client that sends it has a bug worth hearing about.
+/// value exactly as the OpenAPI document writes it (no surrounding spaces). Given empty
+/// (`?status=`), it is a 400: the document does not allow it, so a client that sends it has a
+/// bug worth hearing about.
 pub fn given<'a>(name: &'static str, raw: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
-    match raw.map(str::trim) {
+    match raw {
         None => Ok(None),
         Some("") => Err(ApiError::bad(name, format!("{name} must not be empty"))),
+        Some(v) if v.trim() != v => Err(ApiError::bad(
+            name,
+            format!("{name} must not begin or end with spaces"),
+        )),
         Some(v) => Ok(Some(v)),
     }
 }
@@ -63,7 +74,7 @@ pub fn one_of(
         None => Ok(None),
         Some(v) => allowed
             .iter()
-            .find(|a| a.eq_ignore_ascii_case(v))
+            .find(|a| **a == v)
             .copied()
             .map(Some)
             .ok_or_else(|| {
@@ -89,7 +100,7 @@ pub fn word<W: showpass_payload::vocab::Word>(
     };
     W::ALL
         .iter()
-        .find(|w| w.as_str().eq_ignore_ascii_case(v))
+        .find(|w| w.as_str() == v)
         .copied()
         .map(Some)
         .ok_or_else(|| {
@@ -119,6 +130,21 @@ pub fn when(name: &'static str, raw: Option<&str>) -> Result<Option<When>, ApiEr
     // Years 1 to 9999 only: what PostgreSQL and every client can hold, with room for a day
     // either side.
     let plausible = |year: i32| (1..=9999).contains(&year);
+    // What the document's `date` and `date-time` formats allow (RFC 3339): four-digit year,
+    // two-digit month and day, `T` between date and time. chrono alone would also take
+    // `2026-1-1`, `+2026-01-01` or a space for the `T`.
+    let b = v.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shaped = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && (b.len() == 10 || matches!(b.get(10), Some(b'T' | b't')));
+    if !shaped {
+        return Err(bad_when(name, v));
+    }
     if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d")
         && plausible(d.year())
     {
@@ -129,13 +155,17 @@ pub fn when(name: &'static str, raw: Option<&str>) -> Result<Option<When>, ApiEr
     {
         return Ok(Some(When::Instant(t.with_timezone(&Utc))));
     }
-    Err(ApiError::bad(
+    Err(bad_when(name, v))
+}
+
+fn bad_when(name: &'static str, v: &str) -> ApiError {
+    ApiError::bad(
         name,
         format!(
             "{name} must be a date (2026-11-27) or an RFC 3339 time (2026-11-27T18:00:00Z), not {:?}",
             truncate(v)
         ),
-    ))
+    )
 }
 
 /// A UTC time range from `from` (inclusive) and `to` (inclusive: a day counts whole), as
@@ -214,6 +244,43 @@ mod tests {
         assert_eq!(text("org_id", Some(""), 100).unwrap(), None);
     }
 
+    /// Issue 16 review: what the document does not allow, the server does not take either:
+    /// words in another case, spaces around a typed value, dates chrono alone would read, text
+    /// over its length before trimming.
+    #[test]
+    fn typed_parameters_are_taken_exactly_as_documented() {
+        use showpass_payload::vocab::OrderStatus;
+        assert!(is_bad(
+            word::<OrderStatus>("status", Some("Purchased")),
+            "status"
+        ));
+        assert!(is_bad(
+            word::<OrderStatus>("status", Some(" purchased")),
+            "status"
+        ));
+        assert_eq!(
+            word::<OrderStatus>("status", Some("purchased")).unwrap(),
+            Some(OrderStatus::Purchased)
+        );
+        for bad in [
+            "2026-1-1",
+            "+2026-01-01",
+            "2026-11-27 10:00:00Z",
+            " 2026-11-27",
+        ] {
+            assert!(is_bad(when("from", Some(bad)), "from"), "{bad}");
+        }
+        for good in [
+            "2026-11-27",
+            "2026-11-27T10:00:00Z",
+            "2026-11-27t10:00:00.5+02:00",
+        ] {
+            assert!(when("from", Some(good)).unwrap().is_some(), "{good}");
+        }
+        let long = format!(" {}", "a".repeat(200));
+        assert!(is_bad(text("q", Some(&long), 200), "q"));
+    }
+
     #[test]
     fn a_day_range_covers_both_days_whole() {
         let r = Range::utc(Some("2026-11-01"), Some("2026-11-02")).unwrap();
@@ -240,7 +307,7 @@ mod tests {
     #[test]
     fn enumerations_accept_any_case_and_name_the_parameter_otherwise() {
         assert_eq!(
-            one_of("status", Some("Refunded"), &["refunded"]).unwrap(),
+            one_of("status", Some("refunded"), &["refunded"]).unwrap(),
             Some("refunded")
         );
         assert!(is_bad(

@@ -101,7 +101,7 @@ pub fn limit() -> Schema {
 pub fn cursor() -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .max_length(Some(2048))
+        .max_length(Some(crate::page::MAX_CURSOR))
         .pattern(Some("^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$"))
         .build()
         .into()

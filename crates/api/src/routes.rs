@@ -42,7 +42,10 @@ impl Routes {
         if let Some(filter) = methods.iter().map(filter_of).reduce(MethodFilter::or) {
             self.router = self.router.route(&local, on(filter, handler));
         }
-        self.declared.push((path, methods));
+        // What is served, prefix included: a documented path outside the prefix would be
+        // served elsewhere than documented, and the test below would see it.
+        self.declared
+            .push((format!("{}{local}", self.prefix), methods));
         self
     }
 
@@ -57,7 +60,7 @@ impl Routes {
         self.router
     }
 
-    /// What was declared: (path, methods).
+    /// What is served: (path, methods).
     #[cfg(test)]
     pub fn declared(&self) -> &[(String, Vec<HttpMethod>)] {
         &self.declared

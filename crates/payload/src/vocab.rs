@@ -269,6 +269,16 @@ impl Tier {
 /// `{TAKES_BACK}` (refunds and voids), `{K_*}` (order kinds), `{S_*}` (order statuses) and
 /// `{T_*}` (ticket statuses).
 pub fn fill_sql(sql: &str) -> String {
+    let filled = fill_words(sql);
+    debug_assert!(
+        unfilled(&filled).is_none(),
+        "a placeholder the vocabulary does not know: {:?}",
+        unfilled(&filled)
+    );
+    filled
+}
+
+fn fill_words(sql: &str) -> String {
     fn q(s: &str) -> String {
         format!("'{s}'")
     }
@@ -318,6 +328,17 @@ pub fn fill_sql(sql: &str) -> String {
             &format!("{{T_{}}}", t.as_str().to_uppercase()),
             &q(t.as_str()),
         )
+    })
+}
+
+/// The first `{UPPER_CASE}` placeholder left in a statement, if any.
+pub fn unfilled(sql: &str) -> Option<&str> {
+    sql.split('{').skip(1).find_map(|rest| {
+        let word = rest.split('}').next()?;
+        (rest.contains('}')
+            && !word.is_empty()
+            && word.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        .then_some(word)
     })
 }
 

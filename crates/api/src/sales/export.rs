@@ -226,6 +226,12 @@ mod tests {
     }
 
     #[test]
+    fn the_export_statement_has_every_word_put_in() {
+        assert_eq!(showpass_payload::vocab::unfilled(&EXPORT_COLUMNS), None);
+        assert!(EXPORT_COLUMNS.contains("'invoice.purchase'"));
+    }
+
+    #[test]
     fn csv_fields_are_quoted_when_needed_and_formulas_defused() {
         assert_eq!(field("plain"), "plain");
         assert_eq!(field("a,b"), "\"a,b\"");

@@ -211,7 +211,7 @@ async fn time_zone(state: &AppState, tz: Option<&str>) -> ApiResult<String> {
             ),
         )
     };
-    let Some(tz) = zones().find(|z| z.eq_ignore_ascii_case(&given)) else {
+    let Some(tz) = zones().find(|z| *z == given) else {
         return Err(unknown(&given));
     };
     match sqlx::query("SELECT now() AT TIME ZONE $1")

@@ -237,3 +237,23 @@ async fn a_failing_export_ends_with_an_error_and_never_takes_the_queries_connect
     lock.rollback().await.unwrap();
     shutdown.cancel();
 }
+
+/// Issue 16 review: every time zone the document lists (and `tz` accepts) is one this
+/// PostgreSQL knows, so a listed zone never answers 400.
+#[sqlx::test(migrations = "../../migrations")]
+async fn every_listed_time_zone_is_known_to_postgresql(pool: PgPool) {
+    let listed: Vec<&str> = include_str!("../../src/sales/zones.txt")
+        .lines()
+        .filter(|z| !z.is_empty())
+        .collect();
+    assert!(listed.len() > 500, "{}", listed.len());
+    let unknown: Vec<String> = sqlx::query_scalar(
+        "SELECT z FROM unnest($1::text[]) z WHERE NOT EXISTS \
+         (SELECT 1 FROM pg_timezone_names n WHERE n.name = z)",
+    )
+    .bind(&listed)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(unknown.is_empty(), "unknown to PostgreSQL: {unknown:?}");
+}

@@ -46,10 +46,12 @@ impl NatsUrl {
         if given.is_empty() {
             return Err(BadNatsUrl::Empty);
         }
+        // A URL carries its user and password percent-encoded (`%40` for `@`, `%2C` for `,`);
+        // the server wants them as they are.
         let credential = given.iter().find(|s| s.has_user_pass()).map(|server| {
-            let user = server.username().unwrap_or_default().to_owned();
+            let user = percent_decode(server.username().unwrap_or_default());
             match server.password() {
-                Some(pass) => Credential::UserPassword(user, Secret::new(pass)),
+                Some(pass) => Credential::UserPassword(user, Secret::new(percent_decode(pass))),
                 None => Credential::Token(Secret::new(user)),
             }
         });
@@ -119,20 +121,54 @@ pub fn redact_urls(urls: &str) -> String {
             let (scheme, rest) = u.split_once("://").map_or(("", u), |(s, r)| (s, r));
             // The last `@`: a password may hold `/`, `?`, `#` or `@` unescaped (a URL that
             // then fails to parse is exactly the one an error message shows).
+            let with_scheme = |shown: String| {
+                if scheme.is_empty() {
+                    shown
+                } else {
+                    format!("{scheme}://{shown}")
+                }
+            };
             match rest.rfind('@') {
-                Some(at) => {
-                    let shown = format!("[redacted]{}", &rest[at..]);
-                    if scheme.is_empty() {
-                        shown
+                Some(at) => with_scheme(format!("[redacted]{}", &rest[at..])),
+                None => {
+                    // `user:pass` cut off at a comma in the password: a "port" that is not a
+                    // number is no port.
+                    let authority = rest.split('/').next().unwrap_or(rest);
+                    let port_like = authority.rsplit_once(':').map(|(_, p)| p);
+                    if port_like.is_some_and(|p| !p.bytes().all(|b| b.is_ascii_digit())) {
+                        with_scheme("[redacted]".to_owned())
                     } else {
-                        format!("{scheme}://{shown}")
+                        u.to_owned()
                     }
                 }
-                None => u.to_owned(),
             }
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `%XX` sequences decoded (others kept as they are).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -163,5 +199,26 @@ mod tests {
         let err = NatsUrl::parse("nats://u:hunter2@[not a host").unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(matches!(NatsUrl::parse(" , "), Err(BadNatsUrl::Empty)));
+    }
+
+    /// Issue 16 review: a password with `@`, `:` or `,` is given percent-encoded and sent
+    /// decoded; one given with a raw comma (which splits the list) is not shown in errors.
+    #[test]
+    fn credentials_are_percent_decoded_and_a_comma_split_one_is_redacted() {
+        assert_eq!(percent_decode("p%40ss%3Aw%2C1%"), "p@ss:w,1%");
+        let url = NatsUrl::parse("nats://svc:p%40ss%2Cw@h:4222").unwrap();
+        match &url.credential {
+            Some(Credential::UserPassword(user, pass)) => {
+                assert_eq!(user, "svc");
+                assert_eq!(pass.expose(), "p@ss,w");
+            }
+            _ => panic!("no user and password"),
+        }
+        let shown = redact_urls("nats://svc:pa,ss@h:4222");
+        assert!(!shown.contains("svc") && !shown.contains("pa"), "{shown}");
+        assert_eq!(
+            redact_urls("nats://h:4222,nats://h2"),
+            "nats://h:4222,nats://h2"
+        );
     }
 }
