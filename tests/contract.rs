@@ -2,9 +2,9 @@
 //! validator, and true of the running server by schemathesis with all its checks, against the
 //! real `showpass all` holding simulated traffic.
 //!
-//! The Python tools are pinned and installed on first use into `target/tools/python` (a
-//! virtual environment), so `cargo test --workspace` needs nothing installed beforehand but
-//! Python 3 with `venv` and a way to PyPI.
+//! The tools are pinned and installed on first use into `target/tools/python` (a virtual
+//! environment) and `target/tools/node`, so `cargo test --workspace` needs nothing installed
+//! beforehand but Python 3 with `venv`, Node.js with `npm`, and a way to PyPI and npm.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

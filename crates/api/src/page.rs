@@ -1,7 +1,8 @@
 //! Keyset pagination: `limit` and an opaque `cursor` naming the last row of the previous page.
 //!
 //! A cursor is the sort key of that row, so a page never repeats or skips a row however many
-//! are inserted meanwhile. It is base64url JSON tagged with the listing it belongs to, and
+//! are inserted meanwhile. It is base64url of the listing it belongs to and the sort key,
+//! NUL-separated, and
 //! signed (HMAC-SHA-256, 128 bits) with the server's cursor key: a cursor that was not handed
 //! out by this server, does not decode, or belongs to another listing is a 400 naming
 //! `cursor`, and nothing a client writes into one ever reaches a query unchecked.
