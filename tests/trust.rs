@@ -139,21 +139,8 @@ fn every_service_runs_with_only_what_it_needs() {
     rt.block_on(async {
         let ingest = std::net::SocketAddr::from(([127, 0, 0, 1], ingest_port));
         let api = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
-        let body = showpass_testkit::sample_body(
-            showpass_payload::samples::SampleKind::Purchase,
-            "auth-1",
-            "AUTH-1",
-            "20",
-        );
-        let sig = showpass_payload::signature::sign(SECRET.as_bytes(), "AUTH-1");
-        let (status, answer) = post(
-            ingest,
-            "/webhooks/showpass",
-            &[("X-SHOWPASS-SIGNATURE", &sig)],
-            body,
-        )
-        .await;
-        assert_eq!(status.as_u16(), 202, "{answer}");
+        let (status, answer) = deliver_purchase(ingest, "auth-1", "AUTH-1").await;
+        assert_eq!(status, 202, "{answer}");
 
         // The projector (as `projector`) applies it; the api (as `api`, read-only) serves it.
         let auth = format!("Bearer {ADMIN_KEY}");
@@ -296,21 +283,8 @@ fn every_service_runs_with_only_what_it_needs() {
         let mut reader_inbox = reader.subscribe("_INBOX.>").await.unwrap();
         ingest_client.flush().await.unwrap();
         reader.flush().await.unwrap();
-        let body = showpass_testkit::sample_body(
-            showpass_payload::samples::SampleKind::Purchase,
-            "auth-2",
-            "AUTH-2",
-            "20",
-        );
-        let sig = showpass_payload::signature::sign(SECRET.as_bytes(), "AUTH-2");
-        let (status, _) = post(
-            ingest,
-            "/webhooks/showpass",
-            &[("X-SHOWPASS-SIGNATURE", &sig)],
-            body,
-        )
-        .await;
-        assert_eq!(status.as_u16(), 202);
+        let (status, _) = deliver_purchase(ingest, "auth-2", "AUTH-2").await;
+        assert_eq!(status, 202);
         for (what, sub) in [
             ("ingest, the projector's inbox", &mut projector_inbox),
             ("ingest, _INBOX.>", &mut any_inbox),
@@ -649,4 +623,27 @@ fn output_of(child: &mut std::process::Child) -> String {
         o.read_to_string(&mut out).unwrap();
     }
     out
+}
+
+/// A sample purchase of organization 20, signed with the test's secret, POSTed to ingest.
+async fn deliver_purchase(
+    ingest: std::net::SocketAddr,
+    uuid: &str,
+    transaction: &str,
+) -> (u16, serde_json::Value) {
+    let body = showpass_testkit::sample_body(
+        showpass_payload::samples::SampleKind::Purchase,
+        uuid,
+        transaction,
+        "20",
+    );
+    let sig = showpass_payload::signature::sign(SECRET.as_bytes(), transaction);
+    let (status, answer) = post(
+        ingest,
+        "/webhooks/showpass",
+        &[("X-SHOWPASS-SIGNATURE", &sig)],
+        body,
+    )
+    .await;
+    (status.as_u16(), answer)
 }
