@@ -40,6 +40,8 @@ pub struct ApiConfig {
     pub http: showpass_core::http::Limits,
     /// Where `/metrics` is served.
     pub metrics: showpass_core::http::MetricsAt,
+    /// How often the health gauges (`showpass_gaps`, ...) are computed again.
+    pub health_refresh: Duration,
 }
 
 /// A configuration that cannot run.
@@ -73,6 +75,7 @@ impl ApiConfig {
             export_timeout: Duration::from_secs(600),
             http: showpass_core::http::Limits::default(),
             metrics: showpass_core::http::MetricsAt::Public,
+            health_refresh: Duration::from_secs(15),
         }
     }
 

@@ -10,6 +10,8 @@ mod config;
 mod customers;
 mod error;
 mod events;
+mod flags;
+mod health;
 mod logs;
 mod metrics;
 mod money;

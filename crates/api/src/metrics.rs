@@ -1,4 +1,5 @@
-//! Prometheus metrics: request latency by route, method and status.
+//! Prometheus metrics: request latency by route, method and status, and the platform's
+//! health end to end (`showpass_*` gauges, refreshed by `health::refresh`).
 
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -15,9 +17,28 @@ use crate::state::AppState;
 type Labels = [(&'static str, String); 3];
 type Latency = Family<Labels, Histogram, fn() -> Histogram>;
 
+type Float = Gauge<f64, std::sync::atomic::AtomicU64>;
+type Gauges = Family<Vec<(&'static str, String)>, Float>;
+
 pub(crate) struct Metrics {
     registry: Registry,
     latency: Latency,
+    health: HealthGauges,
+}
+
+/// The figures of `/v1/health`. Every label value comes from a bounded set: the configured
+/// endpoints (only accepted, so signed, deliveries name one), the rejection reasons, the
+/// streams, the kinds.
+#[derive(Default)]
+struct HealthGauges {
+    last_accepted: Gauges,
+    rejected: Gauges,
+    lag_events: Gauges,
+    lag_seconds: Gauges,
+    failed: Float,
+    gaps: Gauges,
+    oldest_gap: Float,
+    anomalies: Gauges,
 }
 
 fn histogram() -> Histogram {
@@ -27,14 +48,93 @@ fn histogram() -> Histogram {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("showpass_api");
+        let mut registry = Registry::default();
         let latency: Latency = Family::new_with_constructor(histogram);
-        registry.register(
+        registry.sub_registry_with_prefix("showpass_api").register(
             "request_seconds",
             "Time to answer a request, by route, method and status",
             latency.clone(),
         );
-        Self { registry, latency }
+        let health = HealthGauges::default();
+        let h = &health;
+        for (name, help, gauges) in [
+            (
+                "showpass_last_accepted_delivery_timestamp_seconds",
+                "When each endpoint last accepted a delivery (Unix time)",
+                &h.last_accepted,
+            ),
+            (
+                "showpass_rejected_deliveries",
+                "Deliveries rejected by reason, in the last hour and 24 hours (window)",
+                &h.rejected,
+            ),
+            (
+                "showpass_projector_lag_events",
+                "Messages of each stream the projector has not applied yet",
+                &h.lag_events,
+            ),
+            (
+                "showpass_projector_lag_seconds",
+                "Age of the oldest message of each stream the projector has not applied yet",
+                &h.lag_seconds,
+            ),
+            ("showpass_gaps", "Open gaps by kind", &h.gaps),
+            ("showpass_anomalies", "Anomalies by kind", &h.anomalies),
+        ] {
+            registry.register(name, help, gauges.clone());
+        }
+        registry.register(
+            "showpass_failed_events",
+            "Events the projector could not apply",
+            h.failed.clone(),
+        );
+        registry.register(
+            "showpass_oldest_gap_first_seen_timestamp_seconds",
+            "When the oldest open gap was first seen (Unix time; 0 when there is none)",
+            h.oldest_gap.clone(),
+        );
+        Self {
+            registry,
+            latency,
+            health,
+        }
+    }
+
+    /// Sets the health gauges to a fresh check's figures (label sets that went away go too).
+    pub fn set_health(&self, h: &crate::health::HealthOut) {
+        let g = &self.health;
+        let unix = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as f64 / 1000.0;
+        g.last_accepted.clear();
+        for e in &h.endpoints {
+            g.last_accepted
+                .get_or_create(&vec![("endpoint", e.endpoint.clone())])
+                .set(unix(e.last_accepted_at));
+        }
+        g.rejected.clear();
+        for (window, counts) in [("1h", &h.rejected.last_hour), ("24h", &h.rejected.last_24h)] {
+            for (reason, n) in counts {
+                g.rejected
+                    .get_or_create(&vec![("reason", reason.clone()), ("window", window.into())])
+                    .set(*n as f64);
+            }
+        }
+        g.lag_events.clear();
+        g.lag_seconds.clear();
+        for s in h.projector.iter().flat_map(|p| &p.streams) {
+            let labels = vec![("stream", s.stream.clone())];
+            g.lag_events.get_or_create(&labels).set(s.lag_events as f64);
+            g.lag_seconds.get_or_create(&labels).set(s.lag_seconds);
+        }
+        g.failed.set(h.failed_events as f64);
+        for (kinds, gauges) in [(&h.gaps, &g.gaps), (&h.anomalies, &g.anomalies)] {
+            for (kind, n) in kinds {
+                gauges
+                    .get_or_create(&vec![("kind", kind.clone())])
+                    .set(*n as f64);
+            }
+        }
+        g.oldest_gap
+            .set(h.oldest_gap_first_seen_at.map_or(0.0, unix));
     }
 
     pub fn render(&self) -> String {

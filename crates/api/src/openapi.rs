@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable as _};
 
 use crate::state::AppState;
-use crate::{customers, events, logs, ops, orders, sales, tickets};
+use crate::{customers, events, flags, health, logs, ops, orders, sales, tickets};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,9 @@ use crate::{customers, events, logs, ops, orders, sales, tickets};
         logs::list_logs,
         logs::get_log,
         logs::replay_log,
+        flags::list_gaps,
+        flags::list_anomalies,
+        health::health,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -41,6 +44,7 @@ use crate::{customers, events, logs, ops, orders, sales, tickets};
         (name = "events", description = "Showpass events (shows) seen"),
         (name = "sales", description = "Sales from incrementally maintained aggregates"),
         (name = "logs", description = "Every delivery, its outcome and processing, and replay"),
+        (name = "trust", description = "The platform end to end: gaps to resend in time, anomalies for a person to look at, health"),
         (name = "operations", description = "Health and metrics (no key needed)"),
     )
 )]

@@ -4,7 +4,9 @@
 //! field's doc comment stays its description); enums come from the vocabulary. The response
 //! fields holding a word say so with `*_field` (`#[schema(schema_with = ...)]`).
 
-use showpass_payload::vocab::{OrderKind, OrderStatus, Outcome, Processing, Word};
+use showpass_payload::vocab::{
+    AnomalyKind, GapKind, OrderKind, OrderStatus, Outcome, Processing, Word,
+};
 use utoipa::openapi::schema::{
     AnyOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
 };
@@ -65,6 +67,25 @@ pub fn outcome_field() -> Schema {
 /// `DeliveryOut.processing`.
 pub fn processing_field() -> Schema {
     word_field("What the projector did with it.", Processing::Applied)
+}
+
+/// `GapOut.kind`.
+pub fn gap_kind_field() -> Schema {
+    word_field(
+        "`missing_purchase`: a refund, void or transferred arrived for a transaction whose \
+         purchase never did; `unmatched_transfer`: one side of a transfer, an hour without the \
+         other.",
+        GapKind::MissingPurchase,
+    )
+}
+
+/// `AnomalyOut.kind`.
+pub fn anomaly_kind_field() -> Schema {
+    word_field(
+        "`totals_mismatch`, `refund_exceeds_purchase`, `currency_mismatch`, \
+         `conflicting_redelivery` or `id_transaction_mismatch`.",
+        AnomalyKind::TotalsMismatch,
+    )
 }
 
 /// An organization, event, transaction or endpoint id: at most 100 characters.
@@ -141,6 +162,14 @@ pub fn processing() -> Schema {
     one_of_words(<Processing as Word>::ALL.iter().map(|w| w.as_str()))
 }
 
+pub fn gap_kind() -> Schema {
+    one_of_words(<GapKind as Word>::ALL.iter().map(|w| w.as_str()))
+}
+
+pub fn anomaly_kind() -> Schema {
+    one_of_words(<AnomalyKind as Word>::ALL.iter().map(|w| w.as_str()))
+}
+
 pub fn group_by() -> Schema {
     one_of_words(crate::sales::GROUPS.iter().copied())
 }
@@ -178,6 +207,8 @@ param_types! {
     OrderStatusWord => order_status,
     OutcomeWord => outcome,
     ProcessingWord => processing,
+    GapKindWord => gap_kind,
+    AnomalyKindWord => anomaly_kind,
     GroupBy => group_by,
     Format => format,
 }

@@ -16,7 +16,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::ApiConfig;
 use crate::routes::Routes;
 use crate::state::AppState;
-use crate::{auth, customers, events, logs, metrics, ops, orders, sales, tickets};
+use crate::{auth, customers, events, flags, health, logs, metrics, ops, orders, sales, tickets};
 use showpass_core::CancellationToken;
 use showpass_core::http::MetricsAt;
 
@@ -28,6 +28,8 @@ pub(crate) fn v1_routes() -> Routes {
         .merge(events::routes())
         .merge(sales::routes())
         .merge(logs::routes())
+        .merge(flags::routes())
+        .merge(health::routes())
 }
 
 /// The whole API: `/v1` behind the keys; docs, health and metrics open.
@@ -135,6 +137,7 @@ pub async fn run(
         let s = state.clone();
         hub.set("api", Arc::new(move || s.metrics.render()));
     }
+    tokio::spawn(health::refresh(state.clone(), shutdown.clone()));
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;

@@ -395,6 +395,7 @@ impl ApiOnlyArgs {
             export_timeout: self.api_export_timeout,
             http: http.limits()?,
             metrics: showpass_core::http::MetricsAt::Public,
+            health_refresh: std::time::Duration::from_secs(15),
         };
         config.validate()?;
         Ok(config)

@@ -150,6 +150,32 @@ words! {
 }
 
 words! {
+    /// A business event that should have arrived and did not (`gaps.kind`).
+    GapKind {
+        /// A refund, void or transferred arrived for a transaction whose purchase never did.
+        MissingPurchase => "missing_purchase",
+        /// One side of a transfer arrived and, an hour later, not the other.
+        UnmatchedTransfer => "unmatched_transfer",
+    }
+}
+
+words! {
+    /// What deserves a person's look (`anomalies.kind`); never a change to the money.
+    AnomalyKind {
+        /// An invoice's totals differ from the sum of its lines by more than 0.01.
+        TotalsMismatch => "totals_mismatch",
+        /// An order's refunds exceed what it was sold for.
+        RefundExceedsPurchase => "refund_exceeds_purchase",
+        /// A refund or void in another currency than its purchase.
+        CurrencyMismatch => "currency_mismatch",
+        /// The same idempotency key came again with a different body.
+        ConflictingRedelivery => "conflicting_redelivery",
+        /// The signed `id` was first accepted with another transaction.
+        IdTransactionMismatch => "id_transaction_mismatch",
+    }
+}
+
+words! {
     /// Why ingest refused a delivery (`reason` of a problem, `Showpass-Reason`).
     Reason {
         UnknownEndpoint => "unknown_endpoint",
@@ -303,10 +329,23 @@ fn fill_words(sql: &str) -> String {
         .replace("{PURCHASE}", &e(EventType::InvoicePurchase))
         .replace("{REFUND}", &e(EventType::InvoiceRefund))
         .replace("{VOID}", &e(EventType::InvoiceVoid))
+        .replace("{TRANSFERRED}", &e(EventType::InvoiceTransferred))
         .replace("{TRANSFER}", &e(EventType::InvoiceTransfer));
     let out = OrderKind::ALL.iter().fold(out, |s, k| {
         s.replace(
             &format!("{{K_{}}}", k.as_str().to_uppercase()),
+            &q(k.as_str()),
+        )
+    });
+    let out = GapKind::ALL.iter().fold(out, |s, k| {
+        s.replace(
+            &format!("{{G_{}}}", k.as_str().to_uppercase()),
+            &q(k.as_str()),
+        )
+    });
+    let out = AnomalyKind::ALL.iter().fold(out, |s, k| {
+        s.replace(
+            &format!("{{A_{}}}", k.as_str().to_uppercase()),
             &q(k.as_str()),
         )
     });

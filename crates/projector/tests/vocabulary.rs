@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use showpass_payload::vocab::{Grain, OrderKind, OrderStatus, Outcome, Processing, Word};
+use showpass_payload::vocab::{
+    AnomalyKind, GapKind, Grain, OrderKind, OrderStatus, Outcome, Processing, Word,
+};
 use sqlx::PgPool;
 
 /// The quoted values of the `CHECK` constraint on `table.column`.
@@ -40,6 +42,8 @@ async fn every_word_is_allowed_by_its_check_constraint_and_nothing_else(pool: Pg
         ("orders", "kind", words::<OrderKind>()),
         ("deliveries", "outcome", words::<Outcome>()),
         ("deliveries", "processing", words::<Processing>()),
+        ("gaps", "kind", words::<GapKind>()),
+        ("anomalies", "kind", words::<AnomalyKind>()),
     ];
     for (table, column, words) in pairs {
         assert_eq!(

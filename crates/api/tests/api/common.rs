@@ -36,6 +36,7 @@ impl Platform {
             &format!("{KEY}:admin"),
         );
         config.keys.extend(ApiConfig::parse_keys(READ_KEY));
+        config.health_refresh = Duration::from_millis(200);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

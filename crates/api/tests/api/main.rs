@@ -8,3 +8,4 @@ mod logs;
 mod paging;
 mod resources;
 mod sales;
+mod trust;

@@ -241,6 +241,8 @@ pub async fn apply_events(
         apply_invoices(&mut tx, &applied).await?;
     }
     sql::log_deliveries(&mut tx, &outcomes).await?;
+    let logged: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.meta.delivery_id).collect();
+    sql::flag_deliveries(&mut tx, &logged, &keys).await?;
     sql::end_batch(&mut tx, stream, last).await?;
     tx.commit().await?;
     Ok(tally)

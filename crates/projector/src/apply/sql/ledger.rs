@@ -200,5 +200,35 @@ pub async fn log_deliveries(
     .bind(m(|m| m.suspect.as_deref()))
     .execute(&mut *tx)
     .await?;
+    note_activity(tx, &rows).await
+}
+
+/// Moves each endpoint's last accepted delivery forward (never back: a replay or a late
+/// redelivery of an old one leaves it), one row per endpoint, in key order.
+async fn note_activity(tx: &mut PgConnection, rows: &[&Outcome<'_>]) -> Result<(), sqlx::Error> {
+    let mut last: std::collections::BTreeMap<&str, (chrono::DateTime<chrono::Utc>, uuid::Uuid)> =
+        std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| r.outcome == Answer::Accepted) {
+        let seen = (r.meta.received_at, r.meta.delivery_id);
+        let e = last.entry(r.meta.endpoint.as_str()).or_insert(seen);
+        *e = (*e).max(seen);
+    }
+    if last.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO endpoint_activity (endpoint, last_accepted_at, last_delivery_id)
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[])
+         ON CONFLICT (endpoint) DO UPDATE SET
+             last_accepted_at = EXCLUDED.last_accepted_at,
+             last_delivery_id = EXCLUDED.last_delivery_id
+         WHERE (endpoint_activity.last_accepted_at, endpoint_activity.last_delivery_id)
+             < (EXCLUDED.last_accepted_at, EXCLUDED.last_delivery_id)",
+    )
+    .bind(last.keys().copied().collect::<Vec<_>>())
+    .bind(last.values().map(|v| v.0).collect::<Vec<_>>())
+    .bind(last.values().map(|v| v.1).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! costs a fixed number of round trips whatever its size.
 
 mod customers;
+mod flags;
 mod invoices;
 mod ledger;
 mod orders;
@@ -9,6 +10,7 @@ mod sales;
 mod tickets;
 
 pub use customers::*;
+pub use flags::*;
 pub use invoices::*;
 pub use ledger::*;
 pub use orders::*;
@@ -29,6 +31,14 @@ mod tests {
             &*invoices::BOOK_WAITING,
             &*orders::RECOMPUTE_ORDERS,
             &*customers::RECOMPUTE_CUSTOMERS,
+            &*flags::MATCH_TRANSFERS,
+            &*flags::DELETE_TRANSFER_GAPS,
+            &*flags::INSERT_TRANSFER_GAPS,
+            &*flags::DELETE_ORDER_FLAGS,
+            &*flags::INSERT_MISSING_PURCHASES,
+            &*flags::INSERT_ORDER_ANOMALIES,
+            &*flags::INSERT_TOTALS_MISMATCHES,
+            &*flags::FLAG_DELIVERIES,
         ] {
             assert_eq!(showpass_payload::vocab::unfilled(sql), None, "{sql}");
         }
