@@ -179,6 +179,39 @@ fn every_service_runs_with_only_what_it_needs() {
             String::from_utf8_lossy(&body)
         );
 
+        // The api may ask for an erasure, and the projector may carry it out: read, store the
+        // redacted copy, delete the original, answer.
+        let (_, body) = request(
+            api,
+            "GET",
+            "/v1/customers?q=alex",
+            &headers,
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let customer = v["items"][0]["id"]
+            .as_str()
+            .expect("alex is a customer")
+            .to_owned();
+        let (status, body) = request(
+            api,
+            "DELETE",
+            &format!("/v1/customers/{customer}"),
+            &headers,
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(status, 200, "the api may ask for an erasure: {report}");
+        assert!(report["messages"]["events"].as_u64() >= Some(1), "{report}");
+        assert!(
+            report["messages"]["deleted"].as_u64() >= Some(1),
+            "{report}"
+        );
+
         // Beyond their rights.
         let port = nats.port;
         // As each part connects: with its own inbox prefix (the reader keeps the default).

@@ -101,6 +101,8 @@ pub(crate) async fn require_key(
     let mut req = req;
     if state.config.insecure && state.keys.is_empty() {
         req.extensions_mut().insert(Role::Admin);
+        req.extensions_mut()
+            .insert(KeyName("insecure (no key)".into()));
         return next.run(req).await;
     }
     let token = req
@@ -113,11 +115,28 @@ pub(crate) async fn require_key(
         });
     match token.and_then(|t| state.keys.role_of(t)) {
         Some(role) => {
+            let name = KeyName::of(token.unwrap_or_default());
             req.extensions_mut().insert(role);
+            req.extensions_mut().insert(name);
             next.run(req).await
         }
         None => ApiError::Unauthorized.into_response(),
     }
+}
+
+/// Who made a request, as an audit records it: `key:` and the first 12 hex digits of the
+/// key's SHA-256, never the key.
+#[derive(Debug, Clone)]
+pub struct KeyName(pub String);
+
+impl KeyName {
+    fn of(token: &str) -> Self {
+        Self(format!("key:{}", &hex_digest(token)[..12]))
+    }
+}
+
+fn hex_digest(s: &str) -> String {
+    digest(s).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The role of an authenticated request (set by [`require_key`]); extracting it in a write

@@ -8,6 +8,7 @@
 mod auth;
 mod config;
 mod customers;
+mod erasure;
 mod error;
 mod events;
 mod flags;

@@ -40,7 +40,7 @@ pub(crate) fn routes() -> Routes {
     "remote_addr": "34.83.8.110", "processing": "applied", "error": null,
     "idempotency_key": "5f3c1a2b-9d8e-4f7a-b6c5-0e1d2c3b4a59", "stream": "SHOWPASS_EVENTS",
     "stream_seq": 1042, "body_sha256": "9c1185a5c5e9fc54612808977ee8f548b2258d31b2f94e3c1f8a4f0d7c1c7e0a",
-    "body_length": 2991, "body_truncated": false, "suspect": null
+    "body_length": 2991, "body_truncated": false, "suspect": null, "erased_at": null
 }))]
 pub struct DeliveryOut {
     pub id: Uuid,
@@ -73,6 +73,9 @@ pub struct DeliveryOut {
     /// Why an accepted delivery deserves a look: `id_transaction_mismatch: ...` when its
     /// signed `id` was first accepted with another transaction of the same organization.
     pub suspect: Option<String>,
+    /// When the personal data of this delivery was erased (its stored message is then a
+    /// redacted copy, header `Showpass-Erased`); `null` when it was not.
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// A delivery with its stored message.
@@ -136,7 +139,7 @@ pub struct LogQuery {
 const COLUMNS: &str = "d.id, d.received_at, d.endpoint, d.outcome, d.reason, d.detail, \
     d.http_status, d.event_type, d.webhook_event_uuid, d.transaction_id, d.org_id, \
     d.remote_addr, d.processing, d.error, d.idempotency_key, d.stream, d.stream_seq, \
-    d.body_sha256, d.body_length, d.body_truncated, d.suspect";
+    d.body_sha256, d.body_length, d.body_truncated, d.suspect, d.erased_at";
 
 /// The delivery log, newest first.
 #[utoipa::path(get, path = "/v1/logs", tag = "logs", params(LogQuery),

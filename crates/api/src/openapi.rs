@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable as _};
 
 use crate::state::AppState;
-use crate::{customers, events, flags, health, logs, ops, orders, sales, tickets};
+use crate::{customers, erasure, events, flags, health, logs, ops, orders, sales, tickets};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use crate::{customers, events, flags, health, logs, ops, orders, sales, tickets}
     paths(
         customers::list_customers,
         customers::get_customer,
+        erasure::erase_customer,
         orders::list_orders,
         orders::get_order,
         tickets::list_tickets,

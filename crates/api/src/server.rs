@@ -16,13 +16,16 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::ApiConfig;
 use crate::routes::Routes;
 use crate::state::AppState;
-use crate::{auth, customers, events, flags, health, logs, metrics, ops, orders, sales, tickets};
+use crate::{
+    auth, customers, erasure, events, flags, health, logs, metrics, ops, orders, sales, tickets,
+};
 use showpass_core::CancellationToken;
 use showpass_core::http::MetricsAt;
 
 /// Every `/v1` route, each from its handler's documentation.
 pub(crate) fn v1_routes() -> Routes {
     customers::routes()
+        .merge(erasure::routes())
         .merge(orders::routes())
         .merge(tickets::routes())
         .merge(events::routes())
@@ -66,7 +69,7 @@ pub(crate) fn router(state: AppState) -> Router {
 
 fn cors(origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(3600));
     if origins.iter().any(|o| o == "*") {

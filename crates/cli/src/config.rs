@@ -316,6 +316,19 @@ impl ProjectorArgs {
     }
 }
 
+/// `showpass erase`.
+#[derive(Args, Debug)]
+pub struct EraseArgs {
+    /// The organization (`showpass_organization_id`).
+    #[arg(long)]
+    pub org: String,
+    /// The customer's e-mail (case and surrounding spaces do not matter).
+    #[arg(long)]
+    pub email: String,
+    #[command(flatten)]
+    pub projector: ProjectorArgs,
+}
+
 /// The api's own settings.
 #[derive(Args, Debug, Clone)]
 pub struct ApiOnlyArgs {

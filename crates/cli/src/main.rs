@@ -43,6 +43,9 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Rebuild every read model from the streams, then swap it in atomically.
     Rebuild(config::ProjectorArgs),
+    /// Erase one customer from the read models, the delivery log and the streams (idempotent;
+    /// run it again to finish an interrupted one). Prints the report as JSON.
+    Erase(config::EraseArgs),
     /// Send Showpass-like traffic (purchases, refunds, voids, transfers, duplicates...).
     Simulate(simulate::SimulateArgs),
     /// Sign a payload (a file or a built-in sample) and POST it, as Showpass would.
@@ -231,6 +234,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 report.records,
                 report.elapsed.as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Erase(args) => {
+            let config = args.projector.config()?;
+            showpass_store::migrate(&config.database_url).await?;
+            let request = showpass_projector::erase::EraseRequest {
+                org_id: Some(args.org.clone()),
+                email: Some(args.email.clone()),
+                customer_id: None,
+                requested_by: "cli".into(),
+            };
+            let report = showpass_projector::erase::erase_with(&config, &request).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Simulate(args) => simulate::run(args).await,

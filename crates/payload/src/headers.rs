@@ -22,3 +22,6 @@ pub const CONTENT_TYPE: &str = "Content-Type";
 pub const REPLAY_OF: &str = "Showpass-Replay-Of";
 /// Why an accepted delivery should be looked at: `id_transaction_mismatch: ...`.
 pub const SUSPECT: &str = "Showpass-Suspect";
+/// On a redacted copy left by an erasure: when the erasure ran (RFC 3339). The copy keeps the
+/// original's other headers, `Showpass-Body-Sha256` (the original body's) among them.
+pub const ERASED: &str = "Showpass-Erased";

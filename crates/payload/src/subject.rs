@@ -106,6 +106,11 @@ pub fn deliveries_filter(prefix: &str) -> String {
     format!("{prefix}.deliveries.>")
 }
 
+/// Where the projector takes erasure requests (request and reply; not stored).
+pub fn erase_subject(prefix: &str) -> String {
+    format!("_{prefix}.admin.erase")
+}
+
 /// Stream names derive from the prefix: `showpass` gives `SHOWPASS_EVENTS`.
 pub fn events_stream(prefix: &str) -> String {
     format!("{}_EVENTS", stream_stem(prefix))

@@ -45,6 +45,9 @@ impl ProjectorConfig {
     }
 }
 
+/// How often the leader looks for messages an erasure still has to redact.
+const ERASURE_SWEEP: Duration = Duration::from_secs(2);
+
 /// The durable consumer names, one per stream.
 pub const EVENTS_CONSUMER: &str = "projector";
 pub const DELIVERIES_CONSUMER: &str = "projector-deliveries";
@@ -58,6 +61,14 @@ pub async fn run(config: ProjectorConfig, shutdown: CancellationToken) -> anyhow
     showpass_core::nats::ensure_streams_until_ready(&js, &config.nats, &shutdown).await?;
     showpass_core::nats::check_server(&client)?;
     let lock_key = leader_key(&config.nats.prefix);
+    // Erasure requests need no leadership: every instance answers them.
+    let erasures = tokio::spawn(crate::erase::serve(
+        client.clone(),
+        js.clone(),
+        config.nats.clone(),
+        config.database_url.clone(),
+        shutdown.child_token(),
+    ));
     let project = async {
         while !shutdown.is_cancelled() {
             let Some(lead) = acquire_leadership(&config, lock_key, &shutdown).await else {
@@ -76,6 +87,7 @@ pub async fn run(config: ProjectorConfig, shutdown: CancellationToken) -> anyhow
         () = project => {}
         refused = showpass_core::nats::watch_server(client.clone()) => return Err(refused),
     }
+    erasures.abort();
     let _ = client.flush().await;
     tracing::info!("projector stopped");
     Ok(())
@@ -170,6 +182,7 @@ async fn lead_until_lost(
     // The same connection expires the delivery log's old duplicates and rejections, hourly.
     let watch = async {
         let mut next_expiry = Instant::now();
+        let mut next_sweep = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
@@ -178,6 +191,18 @@ async fn lead_until_lost(
             if let Err(e) = sqlx::query("SELECT 1").execute(&mut lead.lock_conn).await {
                 stop.cancel();
                 return Err(anyhow::Error::from(e).context("the leader lock's connection is gone"));
+            }
+            // Redacts what erasures left: a resent duplicate of an erased event, a crashed run.
+            if Instant::now() >= next_sweep {
+                next_sweep = Instant::now() + ERASURE_SWEEP;
+                match crate::erase::sweep(js, &mut lead.lock_conn, &config.nats).await {
+                    Ok(m) if m == crate::erase::MessagesChanged::default() => {}
+                    Ok(m) => tracing::info!(?m, "erasure sweep replaced messages"),
+                    Err(e) => tracing::warn!(
+                        error = format!("{e:#}"),
+                        "erasure sweep failed; trying again"
+                    ),
+                }
             }
             if !config.log_retention.is_zero() && Instant::now() >= next_expiry {
                 next_expiry = Instant::now() + Duration::from_secs(3600);

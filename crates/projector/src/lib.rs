@@ -10,6 +10,7 @@
 pub mod apply;
 mod batch;
 mod consumer;
+pub mod erase;
 pub mod invariants;
 mod janitor;
 mod meta;

@@ -34,6 +34,8 @@ pub struct Meta {
     pub replay_of: Option<u64>,
     /// Why ingest marked an accepted delivery for a person to look at.
     pub suspect: Option<String>,
+    /// On a redacted copy left by an erasure: when it ran.
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl Meta {
@@ -84,6 +86,9 @@ impl Meta {
             body_truncated: get(h::BODY_TRUNCATED).is_some_and(|v| v == "true"),
             replay_of: showpass_core::replay::replay_of(headers),
             suspect: get(h::SUSPECT),
+            erased_at: get(h::ERASED)
+                .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+                .map(|t| t.with_timezone(&Utc)),
         }
     }
 
@@ -111,6 +116,7 @@ impl Meta {
             body_truncated: false,
             replay_of: None,
             suspect: None,
+            erased_at: self.erased_at,
         }
     }
 }

@@ -28,6 +28,16 @@ pub struct RebuildReport {
     pub elapsed: Duration,
 }
 
+/// The tables that are not projections (what erasures asked and did): a rebuild keeps the
+/// live ones, and honours them while it projects.
+pub const KEPT: &[&str] = &[
+    "erasures",
+    "erasure_audit",
+    "erased_keys",
+    "erasure_pending",
+    "erased_messages",
+];
+
 /// Progress callback: (stream, done, total).
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
@@ -74,8 +84,9 @@ pub async fn rebuild(
                 sqlx::raw_sql("SET LOCAL search_path TO public").execute(&mut *tx).await?;
             }
         }
-        let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1")
+        let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1 AND NOT (tablename = ANY($2)) ORDER BY 1")
             .bind(&side)
+            .bind(KEPT)
             .fetch_all(&mut *tx)
             .await?;
         sqlx::raw_sql(&format!("CREATE SCHEMA {retired}")).execute(&mut *tx).await?;

@@ -207,3 +207,114 @@ async fn health_answers_end_to_end_and_the_gauges_agree(pool: PgPool) {
     assert!(h["projector"]["lag_seconds"].as_f64().unwrap() >= 0.0);
     p.stop().await;
 }
+
+/// `DELETE /v1/customers/{id}`: a read key is refused, an admin key erases (search, the
+/// customer, the order's contact and the stored payload forget them; the money stays), a
+/// second time changes nothing, a replay brings nothing back, an unknown id is a 404.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_customer_is_erased_over_http(pool: PgPool) {
+    let p = Platform::start(pool).await;
+    p.deliver(Purchase, "a-1", "A", "20").await;
+    p.deliver_body(purchase_by(
+        "b-1",
+        "B",
+        "20",
+        "Blair Other",
+        "blair@example.com",
+    ))
+    .await;
+    p.settle().await;
+    let alex = p.get_ok("/v1/customers?q=alex").await["items"][0].clone();
+    let id = alex["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/customers/{id}");
+    let before = p.get_ok("/v1/orders/A").await;
+
+    let (status, problem, _) = p.call("DELETE", &path, Some(READ_KEY)).await;
+    assert_eq!(status, 403, "{problem}");
+    let (status, report, _) = p.call("DELETE", &path, Some(KEY)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["customer_id"], id.as_str());
+    assert_eq!(report["already_erased"], false);
+    assert_eq!(report["rows"]["customers"], 1);
+    // A's purchase, and B's: Blair bought it, but its tickets still name Alex.
+    assert_eq!(report["messages"]["events"], 2);
+
+    p.problem(&path, 404).await;
+    assert_eq!(p.get_ok("/v1/customers?q=alex").await["items"], json!([]));
+    assert_eq!(
+        p.get_ok("/v1/customers?q=alx").await["items"],
+        json!([]),
+        "nor with a typo"
+    );
+    let after = p.get_ok("/v1/orders/A").await;
+    assert_eq!(after["customer_email"], serde_json::Value::Null);
+    assert_eq!(after["net_sales"], before["net_sales"]);
+    assert_eq!(after["status"], before["status"]);
+    let log = p.get_ok("/v1/logs?q=a-1").await["items"][0].clone();
+    assert!(log["erased_at"].is_string(), "{log}");
+    let detail = p
+        .get_ok(&format!("/v1/logs/{}", log["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        detail["payload"]["data"]["customer_email"],
+        serde_json::Value::Null
+    );
+    assert!(detail["headers"]["Showpass-Erased"].is_string(), "{detail}");
+    assert!(
+        !detail.to_string().to_lowercase().contains("alex"),
+        "{detail}"
+    );
+    let blair = p.get_ok("/v1/customers?q=blair").await;
+    assert_eq!(blair["items"].as_array().unwrap().len(), 1);
+
+    // Again: 200, nothing changed.
+    let (status, again, _) = p.call("DELETE", &path, Some(KEY)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["already_erased"], true);
+    assert_eq!(
+        again["rows"],
+        json!({"customers": 0, "orders": 0, "invoices": 0, "tickets": 0, "search_words": 0, "deliveries": 0})
+    );
+    assert_eq!(
+        again["messages"],
+        json!({"events": 0, "deliveries": 0, "deleted": 0})
+    );
+
+    // A replay of their delivery brings nothing back.
+    let (status, _, _) = p
+        .call(
+            "POST",
+            &format!("/v1/logs/{}/replay", log["id"].as_str().unwrap()),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(status, 202);
+    p.settle().await;
+    assert_eq!(p.get_ok("/v1/customers?q=alex").await["items"], json!([]));
+    assert_eq!(
+        p.get_ok("/v1/orders/A").await["customer_email"],
+        serde_json::Value::Null
+    );
+
+    let (status, _, _) = p
+        .call(
+            "DELETE",
+            &format!("/v1/customers/{}", uuid::Uuid::new_v4()),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = p
+        .call("DELETE", "/v1/customers/not-a-uuid", Some(KEY))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = p.call("DELETE", &path, None).await;
+    assert_eq!(status, 401);
+    let by: String = sqlx::query_scalar("SELECT requested_by FROM erasure_audit LIMIT 1")
+        .fetch_one(&p.pool)
+        .await
+        .unwrap();
+    assert!(by.starts_with("key:") && by.len() == 16, "{by}");
+    assert!(!by.contains(KEY));
+    p.stop().await;
+}

@@ -14,7 +14,7 @@
 pub mod fold;
 mod invoices;
 mod records;
-mod sql;
+pub(crate) mod sql;
 
 use invoices::apply_invoices;
 pub(crate) use invoices::{Waiting, fold_events};
@@ -50,9 +50,15 @@ pub struct Incoming {
 impl Incoming {
     /// Plans a message of the events stream.
     pub fn plan(meta: Meta, body: &[u8]) -> Self {
+        // A redacted copy stands for the original it replaced: the ledger keeps the
+        // original's hash, so Showpass resending the original is a duplicate, not a conflict.
+        let body_sha256 = match (&meta.erased_at, &meta.body_sha256) {
+            (Some(_), Some(original)) => original.clone(),
+            _ => showpass_payload::sha256_hex(body),
+        };
         Self {
             decision: crate::plan::plan(&meta, body),
-            body_sha256: showpass_payload::sha256_hex(body),
+            body_sha256,
             meta,
         }
     }
@@ -169,48 +175,53 @@ pub async fn apply_events(
         .map(|m| (seq_of(&m.meta), m.meta.delivery_id))
         .collect();
     let logged = sql::logged_seqs(&mut tx, stream, &others).await?;
+    // What an erased person's data is blanked in before it is applied.
+    let redacted = sql::redact_erased(&mut tx, batch).await?;
 
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut applied: Vec<(&Incoming, &Invoice)> = Vec::new();
     for m in batch {
         let (processing, error) = match &m.decision {
-            Decision::Apply(inv) => match known.get(&inv.key) {
-                // This very message is in the ledger: a redelivery.
-                Some(p) if p.seq == seq_of(&m.meta) => {
-                    tally.already += 1;
-                    continue;
-                }
-                // Its delivery is: a replay, logged applied again (the log then shows the
-                // replay), or a redelivery of a message the delivery's replay applied.
-                Some(p) if p.delivery_id == Some(m.meta.delivery_id) => {
-                    if m.meta.replay_of.is_none() {
+            Decision::Apply(inv) => {
+                let inv: &Invoice = redacted.get(&m.meta.seq).unwrap_or(inv);
+                match known.get(&inv.key) {
+                    // This very message is in the ledger: a redelivery.
+                    Some(p) if p.seq == seq_of(&m.meta) => {
                         tally.already += 1;
                         continue;
                     }
-                    tally.duplicate += 1;
-                    (Processing::Applied, None)
+                    // Its delivery is: a replay, logged applied again (the log then shows the
+                    // replay), or a redelivery of a message the delivery's replay applied.
+                    Some(p) if p.delivery_id == Some(m.meta.delivery_id) => {
+                        if m.meta.replay_of.is_none() {
+                            tally.already += 1;
+                            continue;
+                        }
+                        tally.duplicate += 1;
+                        (Processing::Applied, None)
+                    }
+                    Some(p) => {
+                        tally.duplicate += 1;
+                        (
+                            Processing::Duplicate,
+                            (p.body_sha256 != m.body_sha256).then(|| conflict(&p.body_sha256)),
+                        )
+                    }
+                    None => {
+                        known.insert(
+                            inv.key.clone(),
+                            sql::Processed {
+                                body_sha256: m.body_sha256.clone(),
+                                seq: seq_of(&m.meta),
+                                delivery_id: Some(m.meta.delivery_id),
+                            },
+                        );
+                        applied.push((m, inv));
+                        tally.applied += 1;
+                        (Processing::Applied, None)
+                    }
                 }
-                Some(p) => {
-                    tally.duplicate += 1;
-                    (
-                        Processing::Duplicate,
-                        (p.body_sha256 != m.body_sha256).then(|| conflict(&p.body_sha256)),
-                    )
-                }
-                None => {
-                    known.insert(
-                        inv.key.clone(),
-                        sql::Processed {
-                            body_sha256: m.body_sha256.clone(),
-                            seq: seq_of(&m.meta),
-                            delivery_id: Some(m.meta.delivery_id),
-                        },
-                    );
-                    applied.push((m, inv));
-                    tally.applied += 1;
-                    (Processing::Applied, None)
-                }
-            },
+            }
             _ if logged.contains(&seq_of(&m.meta)) => {
                 tally.already += 1;
                 continue;
@@ -243,6 +254,7 @@ pub async fn apply_events(
     sql::log_deliveries(&mut tx, &outcomes).await?;
     let logged: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.meta.delivery_id).collect();
     sql::flag_deliveries(&mut tx, &logged, &keys).await?;
+    sql::queue_erased_duplicates(&mut tx, &logged).await?;
     sql::end_batch(&mut tx, stream, last).await?;
     tx.commit().await?;
     Ok(tally)

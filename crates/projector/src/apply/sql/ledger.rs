@@ -148,14 +148,15 @@ pub async fn log_deliveries(
         "INSERT INTO deliveries (id, received_at, endpoint, outcome, reason, detail, http_status,
              event_type, webhook_event_uuid, transaction_id, org_id, idempotency_key, remote_addr,
              stream, stream_seq, body_sha256, body_length, body_truncated, processing, error,
-             suspect)
+             suspect, erased_at)
          SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
              $6::text[], $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
              $13::text[], $14::text[], $15::int8[], $16::text[], $17::int4[], $18::bool[],
-             $19::text[], $20::text[], $21::text[])
+             $19::text[], $20::text[], $21::text[], $22::timestamptz[])
          ON CONFLICT (id) DO UPDATE SET
              processing = EXCLUDED.processing, error = EXCLUDED.error,
-             stream = EXCLUDED.stream, stream_seq = EXCLUDED.stream_seq",
+             stream = EXCLUDED.stream, stream_seq = EXCLUDED.stream_seq,
+             erased_at = COALESCE(deliveries.erased_at, EXCLUDED.erased_at)",
     )
     .bind(rows.iter().map(|r| r.meta.delivery_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.meta.received_at).collect::<Vec<_>>())
@@ -198,6 +199,7 @@ pub async fn log_deliveries(
     )
     .bind(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
     .bind(m(|m| m.suspect.as_deref()))
+    .bind(rows.iter().map(|r| r.meta.erased_at).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     note_activity(tx, &rows).await

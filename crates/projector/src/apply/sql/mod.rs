@@ -2,6 +2,7 @@
 //! costs a fixed number of round trips whatever its size.
 
 mod customers;
+mod erased;
 mod flags;
 mod invoices;
 mod ledger;
@@ -10,6 +11,7 @@ mod sales;
 mod tickets;
 
 pub use customers::*;
+pub use erased::*;
 pub use flags::*;
 pub use invoices::*;
 pub use ledger::*;
