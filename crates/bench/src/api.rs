@@ -178,7 +178,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn load(pool: &PgPool, reload: bool) -> anyhow::Result<()> {
+pub(crate) async fn load(pool: &PgPool, reload: bool) -> anyhow::Result<()> {
     let loaded: bool = sqlx::query_scalar("SELECT to_regclass('bench_loaded') IS NOT NULL")
         .fetch_one(pool)
         .await?;

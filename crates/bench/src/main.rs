@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod erase;
 mod ingest;
 mod payloads;
 mod projector;
@@ -29,6 +30,8 @@ enum Command {
     Projector(projector::Args),
     /// api latency over 1M customers and 5M tickets, beside the same queries run directly.
     Api(api::Args),
+    /// one customer erased among 1M customers and 5M tickets, beside the projector's catch-up.
+    Erase(erase::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ingest(args) => ingest::run(args).await,
             Command::Projector(args) => projector::run(args).await,
             Command::Api(args) => api::run(args).await,
+            Command::Erase(args) => erase::run(args).await,
         }
     })
 }

@@ -141,7 +141,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-async fn wait_for_checkpoint(
+pub(crate) async fn wait_for_checkpoint(
     conn: &mut PgConnection,
     stream: &str,
     seq: u64,
@@ -202,7 +202,7 @@ async fn copy_rows(from: &str, to: &str) -> anyhow::Result<(u64, Duration)> {
 }
 
 /// Sends every delivery over `concurrency` keep-alive connections.
-async fn send_all(
+pub(crate) async fn send_all(
     addr: SocketAddr,
     deliveries: Arc<Vec<(String, Vec<u8>)>>,
     concurrency: usize,

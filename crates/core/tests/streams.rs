@@ -38,7 +38,10 @@ async fn provisioning_is_idempotent_concurrent_and_applies_new_limits() {
     assert_eq!(info.config.duplicate_window, Duration::from_secs(600));
     assert_eq!(
         info.config.subjects,
-        [format!("_{}.events.>", config.prefix)]
+        [
+            format!("_{}.events.>", config.prefix),
+            format!("_{}.erased.events.>", config.prefix)
+        ]
     );
     assert_eq!(
         info.config.max_age,
@@ -169,7 +172,10 @@ async fn a_stream_of_the_earlier_shape_is_upgraded_keeping_every_message() {
     let info = events.info().await.unwrap().clone();
     assert_eq!(
         info.config.subjects,
-        [format!("_{}.events.>", config.prefix)]
+        [
+            format!("_{}.events.>", config.prefix),
+            format!("_{}.erased.events.>", config.prefix)
+        ]
     );
     assert!(info.config.republish.is_some());
     assert!(info.config.sources.unwrap_or_default().is_empty());

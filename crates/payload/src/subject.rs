@@ -86,6 +86,30 @@ pub fn stored_events_filter(prefix: &str) -> String {
     format!("_{prefix}.events.>")
 }
 
+/// Where the events stream stores an erasure's redacted copies: `_{prefix}.erased.events.>`.
+/// Not republished, so a subscriber of `{prefix}.events.>` still sees each event once.
+pub fn erased_events_filter(prefix: &str) -> String {
+    format!("_{prefix}.erased.events.>")
+}
+
+/// Where the deliveries stream stores an erasure's redacted copies:
+/// `_{prefix}.erased.deliveries.>` (not on the subjects subscribers of records listen to).
+pub fn erased_deliveries_filter(prefix: &str) -> String {
+    format!("_{prefix}.erased.deliveries.>")
+}
+
+/// The subject of the redacted copy of a message stored on `original` (stored or public,
+/// events or deliveries): `_{prefix}.erased.` and the original's subject after its prefix.
+pub fn erased_subject(prefix: &str, original: &str) -> String {
+    let public = public_subject(original);
+    let rest = public
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('.'))
+        .unwrap_or(public);
+    let rest = rest.strip_prefix("erased.").unwrap_or(rest);
+    format!("_{prefix}.erased.{rest}")
+}
+
 /// The public subject of a stored one (`_p.events.…` gives `p.events.…`); any other subject
 /// is returned as it is.
 pub fn public_subject(stored: &str) -> &str {
@@ -191,6 +215,19 @@ mod tests {
             "showpass.events.20.invoice.purchase"
         );
         assert_eq!(stored_events_filter("showpass"), "_showpass.events.>");
+        assert_eq!(
+            erased_subject("showpass", "_showpass.events.20.invoice.purchase"),
+            "_showpass.erased.events.20.invoice.purchase"
+        );
+        assert_eq!(
+            erased_subject("showpass", "showpass.deliveries.duplicate.default"),
+            "_showpass.erased.deliveries.duplicate.default"
+        );
+        assert_eq!(
+            erased_subject("showpass", "_showpass.erased.events.20.invoice.purchase"),
+            "_showpass.erased.events.20.invoice.purchase",
+            "a copy's replay stays a copy"
+        );
     }
 
     #[test]

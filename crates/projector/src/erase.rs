@@ -10,8 +10,9 @@
 //!    stream message of those deliveries is queued (`erasure_pending`).
 //! 3. Each queued message is replaced: a redacted copy (personal fields `null`,
 //!    `Showpass-Erased` set, the other headers kept, a `Nats-Msg-Id` of its own so a rerun
-//!    stores it once) is stored on the same subject, the log and the ledger point at it, and
-//!    the original is deleted. A replay's original is queued in turn.
+//!    stores it once) is stored on `_{prefix}.erased.…` (stored, never republished), the
+//!    log and the ledger point at it, and the original is deleted. A replay's original is
+//!    queued in turn.
 //!
 //! Every step is idempotent and recorded before the next, so a run cut anywhere is finished by
 //! the next one (or the projector's sweep): a message is copied once (JetStream drops a second
@@ -475,11 +476,8 @@ async fn replace_pending(
                 continue;
             };
             let is_events = stream_name == events_stream;
-            let subject = if is_events {
-                format!("_{}", subject::public_subject(&original.subject))
-            } else {
-                original.subject.to_string()
-            };
+            // Not on the subjects subscribers listen to: they saw the event once already.
+            let subject = subject::erased_subject(&nats.prefix, &original.subject);
             let headers = copy_headers(&original.headers, &original.payload, &stream_name, seq);
             let ack = js
                 .publish_with_headers(subject, headers, redact_body(&original.payload).into())

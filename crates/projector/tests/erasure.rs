@@ -161,6 +161,13 @@ async fn an_erasure_leaves_nothing_of_them_in_any_table_or_message(pool: PgPool)
 
     let mut conn = connect(&pool).await;
     let nats = ingest.config.nats.clone();
+    // A subscriber saw each event once already: the copies are not published to it again.
+    let mut subscriber = ingest
+        .js
+        .client()
+        .subscribe(showpass_payload::subject::events_filter(&nats.prefix))
+        .await
+        .unwrap();
     let cut = erase(
         &ingest.js,
         &mut conn,
@@ -193,6 +200,11 @@ async fn an_erasure_leaves_nothing_of_them_in_any_table_or_message(pool: PgPool)
 
     assert_eq!(messages_mentioning_alex(&ingest).await, vec![]);
     assert_eq!(tables_mentioning_alex(&pool).await, vec![]);
+    {
+        use futures::StreamExt as _;
+        let seen = tokio::time::timeout(Duration::from_millis(300), subscriber.next()).await;
+        assert!(seen.is_err(), "a subscriber got {seen:?}");
+    }
     // Each event once: the crashed run's copy was not stored twice.
     let events = messages(&ingest.events().await).await;
     assert_eq!(events.len(), events_before);

@@ -146,7 +146,10 @@ impl NatsConfig {
         stream::Config {
             name: self.events_stream(),
             description: Some("Showpass deliveries: the event store".into()),
-            subjects: vec![subject::stored_events_filter(&self.prefix)],
+            subjects: vec![
+                subject::stored_events_filter(&self.prefix),
+                subject::erased_events_filter(&self.prefix),
+            ],
             republish: Some(stream::Republish {
                 source: subject::stored_events_filter(&self.prefix),
                 destination: subject::events_filter(&self.prefix),
@@ -168,7 +171,10 @@ impl NatsConfig {
         stream::Config {
             name: self.deliveries_stream(),
             description: Some("Duplicate and rejected Showpass deliveries".into()),
-            subjects: vec![subject::deliveries_filter(&self.prefix)],
+            subjects: vec![
+                subject::deliveries_filter(&self.prefix),
+                subject::erased_deliveries_filter(&self.prefix),
+            ],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::Old,
