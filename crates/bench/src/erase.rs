@@ -95,7 +95,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         //    (Showpass resending their purchases: the stored messages carry their data).
         let customer = sqlx::query(
             "SELECT c.org_id, c.email, c.name FROM customers c
-             WHERE c.org_id = '1000' AND c.orders_count = 3 ORDER BY c.id LIMIT 1",
+             WHERE c.org_id = '1000' AND c.orders_count = 3
+               AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.org_id = c.org_id
+                   AND e.email_sha256 = encode(sha256(convert_to(c.email, 'UTF8')), 'hex'))
+             ORDER BY c.id LIMIT 1",
         )
         .fetch_one(&mut conn)
         .await?;

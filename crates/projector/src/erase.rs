@@ -173,7 +173,15 @@ async fn resolve(
             .filter(|k| k.len() <= 320)
             .ok_or_else(|| EraseError::Invalid("the e-mail is blank or too long".into()))?;
         let hash = showpass_payload::sha256_hex(key.as_bytes());
-        let id = customer_id(&org, &key);
+        // Their row's id (a bulk-loaded row may have another than the projector would give).
+        let id: Uuid =
+            sqlx::query_scalar("SELECT id FROM customers WHERE org_id = $1 AND email = $2")
+                .bind(&org)
+                .bind(&key)
+                .fetch_optional(&mut *conn)
+                .await
+                .context("looking the customer up")?
+                .unwrap_or_else(|| customer_id(&org, &key));
         let known: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM customers WHERE id = $1)
                  OR EXISTS (SELECT 1 FROM invoices WHERE org_id = $2 AND customer_key = $3)
@@ -306,15 +314,18 @@ async fn redact_read_models(
     .bind(id)
     .fetch_all(&mut *tx)
     .await?;
-    let held: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT transaction_id FROM tickets
+    // The one read of the organization's tickets (no index holds who a ticket is for: that
+    // would cost every ticket written, for the rare erasure).
+    let held: Vec<(String, String)> = sqlx::query_as(
+        "SELECT transaction_id, id FROM tickets
          WHERE org_id = $1 AND lower(btrim(email_on_ticket)) = $2",
     )
     .bind(org)
     .bind(key)
     .fetch_all(&mut *tx)
     .await?;
-    let all: Vec<&String> = theirs.iter().chain(&held).collect();
+    let held_ids: Vec<&str> = held.iter().map(|(_, id)| id.as_str()).collect();
+    let all: Vec<&String> = theirs.iter().chain(held.iter().map(|(t, _)| t)).collect();
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT idempotency_key FROM invoices WHERE org_id = $1 AND transaction_id = ANY($2)",
     )
@@ -355,13 +366,12 @@ async fn redact_read_models(
     .rows_affected();
     rows.tickets = sqlx::query(
         "UPDATE tickets SET name_on_ticket = NULL, email_on_ticket = NULL
-         WHERE org_id = $1
-           AND (transaction_id = ANY($2) OR lower(btrim(email_on_ticket)) = $3)
+         WHERE org_id = $1 AND (transaction_id = ANY($2) OR id = ANY($3))
            AND (name_on_ticket IS NOT NULL OR email_on_ticket IS NOT NULL)",
     )
     .bind(org)
     .bind(&theirs)
-    .bind(key)
+    .bind(&held_ids)
     .execute(&mut *tx)
     .await?
     .rows_affected();
