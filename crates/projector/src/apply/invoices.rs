@@ -169,8 +169,7 @@ pub(super) async fn apply_invoices(
     // An order may change hands (its customer is recomputed); the old customer changes too.
     customers.extend(sql::order_customers(tx, &orders).await?);
     sql::recompute_orders(tx, &orders).await?;
-    let keys: Vec<String> = applied.iter().map(|(_, inv)| inv.key.clone()).collect();
-    sql::derive_order_flags(tx, &orders, &keys).await?;
+    sql::derive_order_flags(tx, &orders, applied).await?;
     let groups = sql::record_transfer_sides(tx, applied).await?;
     sql::derive_transfer_gaps(tx, &groups).await?;
     let customers: Vec<(String, String, uuid::Uuid)> = customers
@@ -181,6 +180,7 @@ pub(super) async fn apply_invoices(
         })
         .collect();
     sql::recompute_customers(tx, &customers).await?;
+    let keys: Vec<String> = applied.iter().map(|(_, inv)| inv.key.clone()).collect();
     sql::mark_conflicting_duplicates(tx, &keys).await?;
     Ok(())
 }

@@ -252,9 +252,8 @@ pub async fn apply_events(
         apply_invoices(&mut tx, &applied).await?;
     }
     sql::log_deliveries(&mut tx, &outcomes).await?;
-    let logged: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.meta.delivery_id).collect();
-    sql::flag_deliveries(&mut tx, &logged, &keys).await?;
-    sql::queue_erased_duplicates(&mut tx, &logged).await?;
+    sql::flag_deliveries(&mut tx, &flagged(&outcomes), &keys).await?;
+    sql::queue_erased_duplicates(&mut tx, &duplicates(&outcomes)).await?;
     sql::end_batch(&mut tx, stream, last).await?;
     tx.commit().await?;
     Ok(tally)
@@ -334,6 +333,26 @@ async fn apply_one(
         }
         other => other,
     }
+}
+
+/// The logged deliveries that are an anomaly of their own: a conflicting body, a suspect id.
+fn flagged(outcomes: &[Outcome<'_>]) -> Vec<uuid::Uuid> {
+    outcomes
+        .iter()
+        .filter(|o| {
+            o.meta.suspect.is_some() || o.error.as_deref().is_some_and(|e| e.starts_with(CONFLICT))
+        })
+        .map(|o| o.meta.delivery_id)
+        .collect()
+}
+
+/// The logged deliveries that duplicate an applied event (one of them may be erased).
+fn duplicates(outcomes: &[Outcome<'_>]) -> Vec<uuid::Uuid> {
+    outcomes
+        .iter()
+        .filter(|o| o.processing == Processing::Duplicate)
+        .map(|o| o.meta.delivery_id)
+        .collect()
 }
 
 /// A stream sequence as PostgreSQL stores it.

@@ -114,9 +114,8 @@ pub async fn apply_records(
         })
         .collect();
     sql::log_deliveries(&mut tx, &outcomes).await?;
-    let logged: Vec<uuid::Uuid> = batch.iter().map(|m| m.delivery_id).collect();
-    sql::flag_deliveries(&mut tx, &logged, &[]).await?;
-    sql::queue_erased_duplicates(&mut tx, &logged).await?;
+    sql::flag_deliveries(&mut tx, &flagged(&outcomes), &[]).await?;
+    sql::queue_erased_duplicates(&mut tx, &duplicates(&outcomes)).await?;
     sql::end_batch(&mut tx, stream, last).await?;
     tx.commit().await?;
     Ok(tally)

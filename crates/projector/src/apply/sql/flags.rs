@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use rust_decimal::Decimal;
+use showpass_payload::vocab::AnomalyKind;
 use sqlx::PgConnection;
 
 use super::words;
@@ -144,11 +146,11 @@ pub async fn derive_transfer_gaps(
 
 /// Derives the `missing_purchase` gaps and the order-level anomalies (`currency_mismatch`,
 /// `refund_exceeds_purchase`) of the touched orders from all their invoices, and the
-/// `totals_mismatch` anomalies of the invoices just applied.
+/// `totals_mismatch` anomalies of the invoices just applied (compared in memory: no read).
 pub async fn derive_order_flags(
     tx: &mut PgConnection,
     orders: &[(String, String)],
-    keys: &[String],
+    applied: &[(&Incoming, &Invoice)],
 ) -> Result<(), sqlx::Error> {
     let mut orders: Vec<&(String, String)> = orders.iter().collect();
     orders.sort();
@@ -165,11 +167,79 @@ pub async fn derive_order_flags(
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query(&INSERT_TOTALS_MISMATCHES)
-        .bind(keys)
-        .execute(&mut *tx)
-        .await?;
+    let found: Vec<(&Incoming, &Invoice, String)> = applied
+        .iter()
+        .filter_map(|(m, inv)| totals_mismatch(inv).map(|d| (*m, *inv, d)))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(&format!(
+        "INSERT INTO anomalies (kind, delivery_id, org_id, transaction_id, detected_at, detail)
+         SELECT '{}', * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
+             $5::text[])
+         ON CONFLICT DO NOTHING",
+        AnomalyKind::TotalsMismatch.as_str()
+    ))
+    .bind(
+        found
+            .iter()
+            .map(|f| f.0.meta.delivery_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        found
+            .iter()
+            .map(|f| f.1.org_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        found
+            .iter()
+            .map(|f| f.1.transaction_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        found
+            .iter()
+            .map(|f| f.0.meta.received_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(found.iter().map(|f| f.2.as_str()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
     Ok(())
+}
+
+/// How an invoice's own totals differ from the sum of its lines by more than 0.01, if they
+/// do (`net_sales 60.00, its lines 58.40; ...`). An invoice without lines has nothing to
+/// compare; a sum beyond what a decimal holds compares nothing either.
+pub fn totals_mismatch(inv: &Invoice) -> Option<String> {
+    if inv.items.is_empty() {
+        return None;
+    }
+    type Field = (&'static str, fn(&crate::plan::Money) -> Decimal);
+    let fields: [Field; 5] = [
+        ("net_sales", |m| m.net_sales),
+        ("gross_revenue", |m| m.gross_revenue),
+        ("service_fees", |m| m.service_fees),
+        ("total_tax", |m| m.total_tax),
+        ("discounts", |m| m.discounts),
+    ];
+    let cent = Decimal::new(1, 2);
+    let parts: Vec<String> = fields
+        .iter()
+        .filter_map(|(name, get)| {
+            let lines = inv
+                .items
+                .iter()
+                .try_fold(Decimal::ZERO, |acc, i| acc.checked_add(get(&i.money)))?;
+            let own = get(&inv.money);
+            (own.checked_sub(lines)?.abs() > cent)
+                .then(|| format!("{name} {own}, its lines {lines}"))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Flags the logged deliveries of a batch that came with a different body than the event
@@ -293,6 +363,9 @@ INSERT INTO gaps (kind, org_id, transaction_id, signature, events_seen, first_se
 SELECT {{G_MISSING_PURCHASE}}, t.org_id, t.transaction_id, NULL, e.seen, e.first,
     e.first + interval '{RESEND_WINDOW}', e.first
 FROM t
+-- An order with a purchase or a transfer is of another kind: only the rest are read.
+JOIN orders ord ON ord.org_id = t.org_id AND ord.transaction_id = t.transaction_id
+    AND ord.kind = {{K_OTHER}}
 CROSS JOIN LATERAL (
     SELECT bool_or(i.event_type IN ({{OPENS}})) AS opened, min(i.received_at) AS first
     FROM invoices i
@@ -328,7 +401,9 @@ SELECT {A_CURRENCY_MISMATCH}, i.delivery_id, i.org_id, i.transaction_id, i.recei
 FROM t
 JOIN orders o ON o.org_id = t.org_id AND o.transaction_id = t.transaction_id
 JOIN invoices i ON i.org_id = t.org_id AND i.transaction_id = t.transaction_id
-WHERE o.kind <> {K_OTHER} AND o.currency <> '' AND i.event_type IN ({TAKES_BACK}) AND i.currency <> ''
+-- A refund in another currency is listed apart on the order: only those orders are read.
+WHERE o.other_currency_refunds <> '[]'::jsonb
+  AND o.kind <> {K_OTHER} AND o.currency <> '' AND i.event_type IN ({TAKES_BACK}) AND i.currency <> ''
   AND i.currency <> o.currency AND i.delivery_id IS NOT NULL
 UNION ALL
 SELECT {A_REFUND_EXCEEDS_PURCHASE}, last.delivery_id, o.org_id, o.transaction_id,
@@ -345,37 +420,6 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) last
 WHERE o.kind = {K_PURCHASE} AND o.refunded > o.net_sales + 0.01
-ON CONFLICT DO NOTHING",
-    )
-});
-
-// An invoice with lines whose own totals differ from the sum of its lines by more than 0.01.
-pub(super) static INSERT_TOTALS_MISMATCHES: Sql = Sql::new(|| {
-    words(
-        "
-INSERT INTO anomalies (kind, delivery_id, org_id, transaction_id, detected_at, detail)
-SELECT {A_TOTALS_MISMATCH}, i.delivery_id, i.org_id, i.transaction_id, i.received_at, d.detail
-FROM invoices i
-CROSS JOIN LATERAL (
-    SELECT count(*) AS n, sum(l.net_sales) AS net_sales, sum(l.gross_revenue) AS gross_revenue,
-        sum(l.service_fees) AS service_fees, sum(l.total_tax) AS total_tax,
-        sum(l.discounts) AS discounts
-    FROM invoice_items l WHERE l.idempotency_key = i.idempotency_key
-) s
-CROSS JOIN LATERAL (
-    SELECT string_agg(format('%s %s, its lines %s', f.name, f.own,
-        f.lines), '; ' ORDER BY f.ord) AS detail
-    FROM (VALUES
-        (1, 'net_sales', i.net_sales, s.net_sales),
-        (2, 'gross_revenue', i.gross_revenue, s.gross_revenue),
-        (3, 'service_fees', i.service_fees, s.service_fees),
-        (4, 'total_tax', i.total_tax, s.total_tax),
-        (5, 'discounts', i.discounts, s.discounts)
-    ) AS f(ord, name, own, lines)
-    WHERE abs(f.own - f.lines) > 0.01
-) d
-WHERE i.idempotency_key = ANY($1) AND s.n > 0 AND d.detail IS NOT NULL
-  AND i.delivery_id IS NOT NULL
 ON CONFLICT DO NOTHING",
     )
 });

@@ -39,7 +39,6 @@ mod tests {
             &*flags::DELETE_ORDER_FLAGS,
             &*flags::INSERT_MISSING_PURCHASES,
             &*flags::INSERT_ORDER_ANOMALIES,
-            &*flags::INSERT_TOTALS_MISMATCHES,
             &*flags::FLAG_DELIVERIES,
         ] {
             assert_eq!(showpass_payload::vocab::unfilled(sql), None, "{sql}");
