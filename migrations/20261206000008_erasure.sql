@@ -35,9 +35,12 @@ CREATE TABLE erased_keys (
 );
 
 -- Stream messages still to be replaced by a redacted copy.
+-- `delivery_id`: the delivery the message must carry (its `Showpass-Delivery-Id`), so a
+-- sequence that came to mean another message (a renumbered stream) is never touched.
 CREATE TABLE erasure_pending (
-    stream     text NOT NULL,
-    stream_seq bigint NOT NULL,
+    stream      text NOT NULL,
+    stream_seq  bigint NOT NULL,
+    delivery_id uuid,
     PRIMARY KEY (stream, stream_seq)
 );
 

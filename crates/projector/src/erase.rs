@@ -33,10 +33,11 @@ use showpass_payload::subject;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
+use crate::apply::sql::email_hash;
 use crate::plan::{customer_id, customer_key};
 
 /// Held (per session) by whoever erases or sweeps.
-const ERASE_LOCK: i64 = 0x5348_4f57_4552_4153;
+pub(crate) const ERASE_LOCK: i64 = 0x5348_4f57_4552_4153;
 
 /// Messages handled per round trip to the queue.
 const CHUNK: i64 = 100;
@@ -185,7 +186,9 @@ async fn resolve(
         let known: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM customers WHERE id = $1)
                  OR EXISTS (SELECT 1 FROM invoices WHERE org_id = $2 AND customer_key = $3)
-                 OR EXISTS (SELECT 1 FROM public.erasures WHERE org_id = $2 AND email_sha256 = $4)",
+                 OR EXISTS (SELECT 1 FROM public.erasures WHERE org_id = $2 AND email_sha256 = $4)
+                 OR EXISTS (SELECT 1 FROM tickets WHERE org_id = $2
+                     AND lower(btrim(email_on_ticket)) = $3)",
         )
         .bind(id)
         .bind(&org)
@@ -239,6 +242,13 @@ async fn erase_locked(
     let now = Utc::now();
 
     let mut tx = conn.begin().await.context("starting the erasure")?;
+    // No batch runs meanwhile: one that began before the tombstone would write them back,
+    // and the batches' lock order (tickets, invoices, orders) is not this one's.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(crate::apply::SWAP_LOCK)
+        .execute(&mut *tx)
+        .await
+        .context("waiting for the projector's batch to end")?;
     sqlx::query(
         "INSERT INTO public.erasure_audit (id, org_id, email_sha256, customer_id, requested_by, requested_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -398,20 +408,29 @@ async fn redact_read_models(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    // Their events' deliveries, and any other of their transactions' (a failed or skipped
+    // event carries them too, without an invoice).
     sqlx::query(
-        "INSERT INTO public.erasure_pending (stream, stream_seq)
-         SELECT d.stream, d.stream_seq FROM deliveries d
-         WHERE d.idempotency_key = ANY($1) AND d.erased_at IS NULL
+        "INSERT INTO public.erasure_pending (stream, stream_seq, delivery_id)
+         SELECT d.stream, d.stream_seq, d.id FROM deliveries d
+         WHERE (d.idempotency_key = ANY($1) OR (d.transaction_id = ANY($2) AND d.org_id = $3))
+           AND d.erased_at IS NULL
          ON CONFLICT DO NOTHING",
     )
     .bind(&keys)
+    .bind(&all)
+    .bind(org)
     .execute(&mut *tx)
     .await?;
     rows.deliveries = sqlx::query(
-        "UPDATE deliveries SET erased_at = $2 WHERE idempotency_key = ANY($1) AND erased_at IS NULL",
+        "UPDATE deliveries d SET erased_at = $2
+         WHERE (d.idempotency_key = ANY($1) OR (d.transaction_id = ANY($3) AND d.org_id = $4))
+           AND d.erased_at IS NULL",
     )
     .bind(&keys)
     .bind(now)
+    .bind(&all)
+    .bind(org)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -461,8 +480,9 @@ async fn replace_pending(
     let events_stream = nats.events_stream();
     let mut copies = 0u64;
     loop {
-        let queue: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT stream, stream_seq FROM public.erasure_pending ORDER BY stream, stream_seq LIMIT $1",
+        let queue: Vec<(String, i64, Option<Uuid>)> = sqlx::query_as(
+            "SELECT stream, stream_seq, delivery_id FROM public.erasure_pending
+             ORDER BY stream, stream_seq LIMIT $1",
         )
         .bind(CHUNK)
         .fetch_all(&mut *conn)
@@ -470,7 +490,7 @@ async fn replace_pending(
         if queue.is_empty() {
             return Ok(done);
         }
-        for (stream_name, seq) in queue {
+        for (stream_name, seq, delivery) in queue {
             let stream = js
                 .get_stream(&stream_name)
                 .await
@@ -480,17 +500,34 @@ async fn replace_pending(
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => None,
                 Err(e) => return Err(anyhow::Error::from(e).context("reading a message")),
             };
-            let Some(original) = original.filter(|m| m.headers.get(h::ERASED).is_none()) else {
-                // Gone (aged out, or replaced already): nothing left to redact.
+            // Gone (aged out, or replaced already), or no longer the message queued (a stream
+            // renumbered since): nothing of theirs to redact here.
+            let carries = |m: &async_nats::jetstream::message::StreamMessage| {
+                m.headers.get(h::ERASED).is_none()
+                    && delivery.is_none_or(|d| {
+                        m.headers
+                            .get(h::DELIVERY_ID)
+                            .is_some_and(|v| v.as_str().trim() == d.to_string())
+                    })
+            };
+            let Some(original) = original.filter(carries) else {
                 unqueue(conn, &stream_name, seq).await?;
                 continue;
             };
+            let erased = erased_hashes(conn, &original.payload).await?;
             let is_events = stream_name == events_stream;
             // Not on the subjects subscribers listen to: they saw the event once already.
             let subject = subject::erased_subject(&nats.prefix, &original.subject);
             let headers = copy_headers(&original.headers, &original.payload, &stream_name, seq);
             let ack = js
-                .publish_with_headers(subject, headers, redact_body(&original.payload).into())
+                .publish_with_headers(
+                    subject,
+                    headers,
+                    redact_body(&original.payload, |email| {
+                        email_hash(email).is_some_and(|h| erased.contains(&h))
+                    })
+                    .into(),
+                )
                 .await?
                 .await
                 .context("storing a redacted copy")?;
@@ -534,13 +571,14 @@ async fn replace_pending(
             // A replay's original carries the same data.
             if let Some(from) = showpass_core::replay::replay_of(Some(&original.headers)) {
                 sqlx::query(
-                    "INSERT INTO public.erasure_pending (stream, stream_seq)
-                     SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM public.erased_messages
+                    "INSERT INTO public.erasure_pending (stream, stream_seq, delivery_id)
+                     SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM public.erased_messages
                          WHERE stream = $1 AND orig_seq = $2)
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(&stream_name)
                 .bind(from as i64)
+                .bind(delivery)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -558,6 +596,29 @@ async fn replace_pending(
             done.add(delete_originals(js, conn).await?);
         }
     }
+}
+
+/// The erased e-mails' hashes of the organization a message's body names.
+async fn erased_hashes(
+    conn: &mut PgConnection,
+    body: &[u8],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let org = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        match &v["data"]["showpass_organization_id"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    });
+    let Some(org) = org else {
+        return Ok(Default::default());
+    };
+    let hashes: Vec<String> =
+        sqlx::query_scalar("SELECT email_sha256 FROM public.erasures WHERE org_id = $1")
+            .bind(org)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(hashes.into_iter().collect())
 }
 
 async fn unqueue(conn: &mut PgConnection, stream: &str, seq: i64) -> Result<(), sqlx::Error> {
@@ -652,23 +713,34 @@ const TICKET_FIELDS: &[&str] = &[
     "phone_number_on_ticket",
 ];
 
-/// The same event with every personal field `null`. A body that is not a JSON object (a
+/// The same event with the erased people's personal fields `null`: the customer's and every
+/// ticket's when the customer is erased (their order's tickets go with them), else each
+/// ticket held by an erased person. Everyone else's stay. A body that is not a JSON object (a
 /// record's truncated prefix) keeps nothing.
-pub fn redact_body(body: &[u8]) -> Vec<u8> {
+pub fn redact_body(body: &[u8], erased: impl Fn(&str) -> bool) -> Vec<u8> {
     let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
         return Vec::new();
     };
     let Some(obj) = v.as_object_mut() else {
         return Vec::new();
     };
+    let email_of = |o: &serde_json::Map<String, Value>, field: &str| {
+        o.get(field).and_then(Value::as_str).is_some_and(&erased)
+    };
     if let Some(data) = obj.get_mut("data").and_then(Value::as_object_mut) {
-        for f in CUSTOMER_FIELDS {
-            if let Some(x) = data.get_mut(*f) {
-                *x = Value::Null;
+        let buyer = email_of(data, "customer_email");
+        if buyer {
+            for f in CUSTOMER_FIELDS {
+                if let Some(x) = data.get_mut(*f) {
+                    *x = Value::Null;
+                }
             }
         }
         if let Some(tickets) = data.get_mut("ticket_items").and_then(Value::as_array_mut) {
             for t in tickets.iter_mut().filter_map(Value::as_object_mut) {
+                if !buyer && !email_of(t, "email_on_ticket") {
+                    continue;
+                }
                 for f in TICKET_FIELDS {
                     if let Some(x) = t.get_mut(*f) {
                         *x = Value::Null;
@@ -752,7 +824,6 @@ pub enum EraseAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::sql::email_hash;
 
     #[test]
     fn a_redacted_body_keeps_the_event_and_the_money_and_loses_every_personal_field() {
@@ -760,7 +831,8 @@ mod tests {
             "customer_name":"Alex","customer_email":"a@x.y","customer_phone_number":"+1",
             "net_sales":"5.00","ticket_items":[{"id":1,"name_on_ticket":"Alex",
             "email_on_ticket":"a@x.y","first_name_on_ticket":"A","ticket_status":"issued"}]}}"#;
-        let out: Value = serde_json::from_slice(&redact_body(body)).unwrap();
+        let alex = |e: &str| email_hash(e) == email_hash("a@x.y");
+        let out: Value = serde_json::from_slice(&redact_body(body, alex)).unwrap();
         assert_eq!(out["id"], "T1");
         assert_eq!(out["data"]["net_sales"], "5.00");
         assert_eq!(out["data"]["customer_name"], Value::Null);
@@ -771,9 +843,24 @@ mod tests {
             Value::Null
         );
         assert_eq!(out["data"]["ticket_items"][0]["ticket_status"], "issued");
-        assert!(!String::from_utf8_lossy(&redact_body(body)).contains("Alex"));
-        assert!(redact_body(b"{\"id\":\"T1\",\"data\":{\"customer_na").is_empty());
-        assert!(redact_body(b"[1,2]").is_empty());
+        assert!(!String::from_utf8_lossy(&redact_body(body, alex)).contains("Alex"));
+        assert!(redact_body(b"{\"id\":\"T1\",\"data\":{\"customer_na", alex).is_empty());
+        assert!(redact_body(b"[1,2]", alex).is_empty());
+    }
+
+    #[test]
+    fn only_the_erased_persons_fields_are_blanked() {
+        let body = br#"{"id":"T1","data":{"customer_name":"Blair","customer_email":"b@x.y",
+            "ticket_items":[{"name_on_ticket":"Alex","email_on_ticket":" A@X.y "},
+                            {"name_on_ticket":"Blair","email_on_ticket":"b@x.y"}]}}"#;
+        let holder = |e: &str| email_hash(e) == email_hash("a@x.y");
+        let out: Value = serde_json::from_slice(&redact_body(body, holder)).unwrap();
+        assert_eq!(out["data"]["customer_name"], "Blair");
+        assert_eq!(
+            out["data"]["ticket_items"][0]["name_on_ticket"],
+            Value::Null
+        );
+        assert_eq!(out["data"]["ticket_items"][1]["name_on_ticket"], "Blair");
     }
 
     #[test]

@@ -52,6 +52,13 @@ pub async fn rebuild(
     let mut conn = PgConnection::connect_with(&config.database_url.options())
         .await
         .context("connecting to PostgreSQL")?;
+    // No erasure meanwhile: the side schema would keep what it erases from the live tables.
+    // (The lock is the session's: it goes with the connection.)
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(crate::erase::ERASE_LOCK)
+        .execute(&mut conn)
+        .await
+        .context("waiting for an erasure to finish")?;
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let side = format!("rebuild_{tag}");
     let retired = format!("retired_{tag}");

@@ -349,3 +349,93 @@ async fn an_unknown_customer_is_not_found(pool: PgPool) {
         .unwrap();
     assert_eq!(audits, 0);
 }
+
+/// Jordan never bought: they hold a ticket of Blair's order H, and a failed event of H names
+/// them. Erasing Jordan blanks their ticket and redacts both messages, and Blair keeps every
+/// field of theirs, in the tables, in the copies and after a rebuild.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_ticket_holder_is_erased_and_the_buyer_keeps_theirs(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, &pool, |_| {});
+    let jordan = |v: &mut serde_json::Value| {
+        let t = &mut v["data"]["ticket_items"][0];
+        t["name_on_ticket"] = json!("Jordan Holder");
+        t["email_on_ticket"] = json!("Jordan@Example.com");
+        t["first_name_on_ticket"] = json!("Jordan");
+        t["last_name_on_ticket"] = json!("Holder");
+    };
+    deliver(&ingest, &edit(&by_blair(Purchase, "h-1", "H"), jordan)).await;
+    let poison = edit(&by_blair(Refund, "h-2", "H"), |v| {
+        jordan(v);
+        v["data"]["net_sales"] = json!("a lot");
+    });
+    deliver(&ingest, &poison).await;
+    caught_up(&ingest, &pool).await;
+    let failed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE processing = 'failed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(failed, 1);
+
+    let mut conn = connect(&pool).await;
+    let nats = ingest.config.nats.clone();
+    let report = erase(
+        &ingest.js,
+        &mut conn,
+        &nats,
+        &request("jordan@example.com"),
+        EraseOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rows.customers, 0, "Jordan never was a customer");
+    assert_eq!(report.rows.tickets, 1);
+    assert_eq!(report.messages.events, 2, "the purchase and the failed refund");
+
+    let check = |pool: PgPool| async move {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for t in tables {
+            let n: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM {t} x WHERE to_jsonb(x)::text ILIKE '%jordan%'"
+            ))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(n, 0, "{t}");
+        }
+        let blair: (String, Option<String>) =
+            sqlx::query_as("SELECT email, name FROM customers")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(blair, ("blair@example.com".into(), Some("Blair Other".into())));
+        let names: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT name_on_ticket FROM tickets ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(names.contains(&None) && names.contains(&Some("Blair Other".into())), "{names:?}");
+    };
+    check(pool.clone()).await;
+    for stream in [ingest.events().await, ingest.deliveries().await] {
+        for (_, erased, _, body) in messages(&stream).await {
+            assert!(!body.to_lowercase().contains("jordan"), "{body}");
+            if erased {
+                assert!(body.contains("blair@example.com"), "Blair stays: {body}");
+            }
+        }
+    }
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    let config = ProjectorConfig::local(nats.clone(), database_of(&db));
+    showpass_projector::rebuild(&config, &mut |_, _, _| {})
+        .await
+        .unwrap();
+    check(pool.clone()).await;
+    projector.stop().await;
+}

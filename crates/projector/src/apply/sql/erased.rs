@@ -95,8 +95,8 @@ pub async fn redact_erased(
         .collect();
     if !fresh.is_empty() {
         sqlx::query(
-            "INSERT INTO public.erasure_pending (stream, stream_seq)
-             SELECT * FROM UNNEST($1::text[], $2::int8[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO public.erasure_pending (stream, stream_seq, delivery_id)
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::uuid[]) ON CONFLICT DO NOTHING",
         )
         .bind(
             fresh
@@ -108,6 +108,12 @@ pub async fn redact_erased(
             fresh
                 .iter()
                 .map(|q| i64::try_from(q.0.meta.seq).unwrap_or(i64::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fresh
+                .iter()
+                .map(|q| q.0.meta.delivery_id)
                 .collect::<Vec<_>>(),
         )
         .execute(&mut *tx)
@@ -152,8 +158,8 @@ pub async fn queue_erased_duplicates(
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO public.erasure_pending (stream, stream_seq)
-         SELECT d.stream, d.stream_seq FROM deliveries d
+        "INSERT INTO public.erasure_pending (stream, stream_seq, delivery_id)
+         SELECT d.stream, d.stream_seq, d.id FROM deliveries d
          JOIN public.erased_keys k ON k.idempotency_key = d.idempotency_key
          WHERE d.id = ANY($1) AND d.erased_at IS NULL
          ON CONFLICT DO NOTHING",
