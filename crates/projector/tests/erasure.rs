@@ -391,7 +391,10 @@ async fn a_ticket_holder_is_erased_and_the_buyer_keeps_theirs(pool: PgPool) {
     .unwrap();
     assert_eq!(report.rows.customers, 0, "Jordan never was a customer");
     assert_eq!(report.rows.tickets, 1);
-    assert_eq!(report.messages.events, 2, "the purchase and the failed refund");
+    assert_eq!(
+        report.messages.events, 2,
+        "the purchase and the failed refund"
+    );
 
     let check = |pool: PgPool| async move {
         let tables: Vec<String> = sqlx::query_scalar(
@@ -409,18 +412,23 @@ async fn a_ticket_holder_is_erased_and_the_buyer_keeps_theirs(pool: PgPool) {
             .unwrap();
             assert_eq!(n, 0, "{t}");
         }
-        let blair: (String, Option<String>) =
-            sqlx::query_as("SELECT email, name FROM customers")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(blair, ("blair@example.com".into(), Some("Blair Other".into())));
+        let blair: (String, Option<String>) = sqlx::query_as("SELECT email, name FROM customers")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            blair,
+            ("blair@example.com".into(), Some("Blair Other".into()))
+        );
         let names: Vec<Option<String>> =
             sqlx::query_scalar("SELECT name_on_ticket FROM tickets ORDER BY id")
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert!(names.contains(&None) && names.contains(&Some("Blair Other".into())), "{names:?}");
+        assert!(
+            names.contains(&None) && names.contains(&Some("Blair Other".into())),
+            "{names:?}"
+        );
     };
     check(pool.clone()).await;
     for stream in [ingest.events().await, ingest.deliveries().await] {
