@@ -172,6 +172,15 @@ const WHEN: &[&str] = &[
     "cancel_bucket",
     "bucket",
     "search_doc",
+    // Issue 14: the flags and the health carry the deliveries (and times) that showed them,
+    // and which of two like transfer sides is paired first depends on arrival order.
+    "detected_at",
+    "events_seen",
+    "resend_before",
+    "open_from",
+    "last_accepted_at",
+    "last_delivery_id",
+    "matched",
 ];
 
 /// Every read model, as sorted JSON rows without arrival times; the sales aggregates summed
