@@ -6,6 +6,9 @@ use std::time::Duration;
 #[path = "common/bin.rs"]
 mod bin;
 use bin::{BIN, free_port};
+#[path = "common/scratch.rs"]
+mod scratch;
+use scratch::{Scratch, cleanup, runtime};
 
 fn showpass(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(&*BIN);
@@ -178,20 +181,6 @@ fn every_sample_sent_to_a_running_ingest_is_accepted() {
     }
 }
 
-fn cleanup(nats: &str, prefix: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(nats).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        for s in showpass_core::nats::NatsConfig::local(prefix).all_streams() {
-            let _ = js.delete_stream(s).await;
-        }
-    });
-}
-
 /// A plain HTTP/1.1 GET, answering the status and body.
 fn http_get(port: u16, path: &str, key: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -216,54 +205,6 @@ fn the_api_refuses_to_start_without_a_key_unless_told_to_run_insecure() {
     let o = showpass(&["api"], &[("API_ADDR", "127.0.0.1:0")]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("API_KEYS"), "{}", stderr(&o));
-}
-
-/// A subject prefix and a database name of a test's own, removed by `remove`.
-struct Scratch {
-    prefix: String,
-    database: String,
-    admin_url: String,
-    db_url: String,
-    nats: String,
-}
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-        let database = format!("cli_{tag}_{id}");
-        let admin_url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let db_url = format!("{}/{database}", &admin_url[..admin_url.rfind('/').unwrap()]);
-        Self {
-            prefix: format!("t{id}"),
-            database,
-            admin_url,
-            db_url,
-            nats: std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-        }
-    }
-
-    /// Deletes the streams and drops the database.
-    fn remove(&self, rt: &tokio::runtime::Runtime) {
-        cleanup(&self.nats, &self.prefix);
-        rt.block_on(async {
-            if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
-                let _ = sqlx::query(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.database
-                ))
-                .execute(&pool)
-                .await;
-            }
-        });
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// `showpass all` creates its database, and a delivery sent to it shows up in the api.

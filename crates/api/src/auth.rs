@@ -130,7 +130,8 @@ pub(crate) async fn require_key(
 pub struct KeyName(pub String);
 
 impl KeyName {
-    fn of(token: &str) -> Self {
+    /// The name of `token`.
+    pub fn of(token: &str) -> Self {
         Self(format!("key:{}", &hex_digest(token)[..12]))
     }
 }

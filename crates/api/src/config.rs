@@ -42,6 +42,8 @@ pub struct ApiConfig {
     pub metrics: showpass_core::http::MetricsAt,
     /// How often the health gauges (`showpass_gaps`, ...) are computed again.
     pub health_refresh: Duration,
+    /// How long a console login lasts.
+    pub session_ttl: Duration,
 }
 
 /// A configuration that cannot run.
@@ -76,6 +78,7 @@ impl ApiConfig {
             http: showpass_core::http::Limits::default(),
             metrics: showpass_core::http::MetricsAt::Public,
             health_refresh: Duration::from_secs(15),
+            session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 

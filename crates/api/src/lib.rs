@@ -8,6 +8,7 @@
 mod auth;
 mod config;
 mod customers;
+mod embed;
 mod erasure;
 mod error;
 mod events;
@@ -28,7 +29,9 @@ mod server;
 mod state;
 mod tickets;
 
+pub use auth::{ApiKey, KeyName, Role};
 pub use config::{ApiConfig, ConfigError};
+pub use embed::Embedded;
 
 /// The queries behind the routes, callable without HTTP: the benchmark runs them beside the
 /// API to show what the HTTP layer adds.
@@ -43,4 +46,4 @@ pub mod direct {
     pub use crate::server::pool;
 }
 pub use openapi::openapi;
-pub use server::run;
+pub use server::{run, run_with};

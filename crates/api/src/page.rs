@@ -25,6 +25,24 @@ use showpass_core::Secret;
 #[derive(Clone)]
 pub struct CursorKey([u8; 32]);
 
+/// A server secret for one `purpose`: from `API_CURSOR_SECRET`, else from the API keys (so
+/// replicas sharing their keys agree, across restarts), else random (for this process only).
+pub(crate) fn derive_secret(purpose: &[u8], secret: Option<&Secret>, keys: &[ApiKey]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(purpose);
+    match secret {
+        Some(s) => h.update(s.expose().as_bytes()),
+        None if !keys.is_empty() => {
+            for k in keys {
+                h.update(k.key.expose().as_bytes());
+                h.update(b"\0");
+            }
+        }
+        None => h.update(uuid::Uuid::new_v4().as_bytes()),
+    }
+    h.finalize().into()
+}
+
 impl std::fmt::Debug for CursorKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CursorKey([redacted])")
@@ -35,19 +53,7 @@ impl CursorKey {
     /// From `API_CURSOR_SECRET`, else from the API keys (so replicas sharing their keys share
     /// cursors, and they survive restarts), else random (cursors last as long as the process).
     pub fn derive(secret: Option<&Secret>, keys: &[ApiKey]) -> Self {
-        let mut h = Sha256::new();
-        h.update(b"showpass cursor key\0");
-        match secret {
-            Some(s) => h.update(s.expose().as_bytes()),
-            None if !keys.is_empty() => {
-                for k in keys {
-                    h.update(k.key.expose().as_bytes());
-                    h.update(b"\0");
-                }
-            }
-            None => h.update(uuid::Uuid::new_v4().as_bytes()),
-        }
-        Self(h.finalize().into())
+        Self(derive_secret(b"showpass cursor key\0", secret, keys))
     }
 
     fn mac(&self, payload: &[u8]) -> [u8; 16] {

@@ -14,6 +14,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::ApiConfig;
+use crate::embed::Embedded;
 use crate::routes::Routes;
 use crate::state::AppState;
 use crate::{
@@ -35,17 +36,20 @@ pub(crate) fn v1_routes() -> Routes {
         .merge(health::routes())
 }
 
-/// The whole API: `/v1` behind the keys; docs, health and metrics open.
-pub(crate) fn router(state: AppState) -> Router {
-    let v1 = v1_routes()
-        .router()
-        .fallback(|| async {
-            crate::error::ApiError::NotFound("no such route under /v1; see /docs".into())
-        })
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ));
+/// `/v1`'s routes and its fallback, without the key check.
+pub(crate) fn v1_router() -> Router<AppState> {
+    v1_routes().router().fallback(|| async {
+        crate::error::ApiError::NotFound("no such route under /v1; see /docs".into())
+    })
+}
+
+/// The whole API: `/v1` behind the keys; docs, health and metrics open; and `extra` (the
+/// console), which authenticates its own requests.
+pub(crate) fn router(state: AppState, extra: Router) -> Router {
+    let v1 = v1_router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_key,
+    ));
     let cors = cors(&state.config.cors_origins);
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit;
@@ -54,6 +58,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .merge(ops::routes(public_metrics).router())
         .merge(crate::openapi::router())
+        .with_state(state.clone())
+        .merge(extra)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -64,7 +70,6 @@ pub(crate) fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors)
-        .with_state(state)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -119,6 +124,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, |_| Router::new()).await
+}
+
+/// Serves the API and, beside it, what `mount` builds from the embedded api (the console).
+pub async fn run_with(
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    mount: impl FnOnce(Embedded) -> Router,
+) -> anyhow::Result<()> {
     config.validate()?;
     if config.insecure && config.keys.is_empty() {
         tracing::warn!("API started insecure: /v1 answers anyone, without a key");
@@ -146,7 +161,8 @@ pub async fn run(
         .context("reading the listen address")?;
     tracing::info!(%addr, "api listening");
     let limits = state.config.http;
-    showpass_core::http::serve(listener, router(state), limits, shutdown)
+    let extra = mount(Embedded::new(state.clone()));
+    showpass_core::http::serve(listener, router(state, extra), limits, shutdown)
         .await
         .context("serving HTTP")?;
     pool.close().await;

@@ -24,6 +24,8 @@ pub(crate) struct Inner {
     pub config: ApiConfig,
     pub keys: Keys,
     pub cursor_key: CursorKey,
+    /// Signs console sessions.
+    pub session_secret: [u8; 32],
     pub metrics: Metrics,
 }
 
@@ -48,6 +50,11 @@ impl AppState {
     ) -> Self {
         let keys = Keys::new(&config.keys);
         let cursor_key = CursorKey::derive(config.cursor_secret.as_ref(), &config.keys);
+        let session_secret = crate::page::derive_secret(
+            b"showpass console session\0",
+            config.cursor_secret.as_ref(),
+            &config.keys,
+        );
         Self(Arc::new(Inner {
             pool,
             export_pool,
@@ -55,6 +62,7 @@ impl AppState {
             config,
             keys,
             cursor_key,
+            session_secret,
             metrics: Metrics::new(),
         }))
     }

@@ -370,6 +370,9 @@ pub struct ApiOnlyArgs {
         default_value_t = 2
     )]
     pub api_export_connections: u32,
+    /// How long a console login lasts before the browser is sent back to the login form.
+    #[arg(long = "console-session-ttl", env = "CONSOLE_SESSION_TTL", default_value = "8h", value_parser = parse_duration)]
+    pub console_session_ttl: Duration,
 }
 
 impl ApiOnlyArgs {
@@ -409,6 +412,7 @@ impl ApiOnlyArgs {
             http: http.limits()?,
             metrics: showpass_core::http::MetricsAt::Public,
             health_refresh: std::time::Duration::from_secs(15),
+            session_ttl: self.console_session_ttl,
         };
         config.validate()?;
         Ok(config)

@@ -124,7 +124,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .config(&args.database, args.nats.config()?, &args.http)?;
             let listener = bind(args.api.api_addr, "API_ADDR").await?;
             config.metrics = metrics_at(args.http.metrics_addr, &shutdown).await?;
-            showpass_api::run(config, listener, shutdown).await
+            showpass_api::run_with(config, listener, shutdown, showpass_console::mount).await
         }
         Command::All(args) => {
             let nats = args.ingest.nats.config()?;
@@ -205,7 +205,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                                     Some(l) => l,
                                     None => bind(api_addr, "API_ADDR").await?,
                                 };
-                                showpass_api::run(config, listener, token).await
+                                showpass_api::run_with(
+                                    config,
+                                    listener,
+                                    token,
+                                    showpass_console::mount,
+                                )
+                                .await
                             }
                         })
                         .await,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "test-secret-9f1c2e";
 pub use showpass_payload::samples::{DOC_2023, DOC_2026};
+pub mod browser;
 
 pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
@@ -231,8 +232,13 @@ pub async fn request_full(
     let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header("host", addr.to_string())
-        .header("content-type", "application/json");
+        .header("host", addr.to_string());
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req = req.header("content-type", "application/json");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -1,0 +1,259 @@
+//! Sessions: a key logs in once, and its browser carries a signed, expiring cookie naming the
+//! key (never the key itself). Every request checks the signature, the expiry, and that the
+//! key is still configured, and takes the key's role as it is now.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
+use axum::response::{IntoResponse, Redirect, Response};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use showpass_api::{KeyName, Role};
+use subtle::ConstantTimeEq;
+
+use crate::Console;
+
+/// The cookie's name; it is sent only to `/console`.
+pub const COOKIE: &str = "showpass_session";
+
+/// A logged-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub who: KeyName,
+    pub role: Role,
+    /// Random per login: the CSRF token is derived from it.
+    nonce: String,
+    pub expires_at: u64,
+}
+
+impl Session {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// Signs and checks cookies and CSRF tokens with the api's session secret.
+#[derive(Clone)]
+pub struct Signer {
+    secret: [u8; 32],
+    ttl: Duration,
+}
+
+impl Signer {
+    pub fn new(secret: [u8; 32], ttl: Duration) -> Self {
+        Self { secret, ttl }
+    }
+
+    fn mac(&self, parts: &[&str]) -> String {
+        let mut m =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        for p in parts {
+            m.update(p.as_bytes());
+            m.update(b"\0");
+        }
+        hex::encode(&m.finalize().into_bytes()[..16])
+    }
+
+    /// A new session's cookie value for the key named `who`, valid from `now`.
+    pub fn issue(&self, who: &KeyName, now: SystemTime) -> String {
+        let expires = unix(now) + self.ttl.as_secs();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        self.sign(&who.0, expires, &nonce)
+    }
+
+    fn sign(&self, who: &str, expires: u64, nonce: &str) -> String {
+        let expires = expires.to_string();
+        let mac = self.mac(&["session", who, &expires, nonce]);
+        format!("{who}.{expires}.{nonce}.{mac}")
+    }
+
+    /// The session a cookie value holds, when its signature is ours and it has not expired.
+    /// The role is looked up afterwards, against the keys configured now.
+    fn open(&self, value: &str, now: SystemTime) -> Option<(KeyName, String, u64)> {
+        let mut parts = value.split('.');
+        let (who, expires, nonce, mac) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || value.len() > 200 {
+            return None;
+        }
+        let want = self.mac(&["session", who, expires, nonce]);
+        if !bool::from(want.as_bytes().ct_eq(mac.as_bytes())) {
+            return None;
+        }
+        let expires: u64 = expires.parse().ok()?;
+        (expires > unix(now)).then(|| (KeyName(who.to_owned()), nonce.to_owned(), expires))
+    }
+
+    /// The CSRF token of a session: forms that write carry it, and it is checked on POST.
+    pub fn csrf(&self, session: &Session) -> String {
+        self.mac(&["csrf", &session.who.0, &session.nonce])
+    }
+
+    pub fn csrf_ok(&self, session: &Session, token: &str) -> bool {
+        bool::from(self.csrf(session).as_bytes().ct_eq(token.as_bytes()))
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A cookie value that expired at `at`, for tests of expiry.
+    #[doc(hidden)]
+    pub fn issue_expiring(&self, who: &KeyName, at: SystemTime) -> String {
+        self.sign(&who.0, unix(at), "0123456789abcdef0123456789abcdef")
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The `Set-Cookie` that starts a session: HttpOnly, SameSite=Strict, only for `/console`, and
+/// Secure when the browser reached us over https (directly or through a proxy saying so).
+pub fn set_cookie(value: &str, ttl: Duration, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/console; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        ttl.as_secs()
+    ))
+    .expect("a cookie of hex digits and dots is a valid header")
+}
+
+/// The `Set-Cookie` that ends one.
+pub fn clear_cookie(secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .expect("a constant cookie is a valid header")
+}
+
+/// Whether the request came over https: `X-Forwarded-Proto` or `Forwarded` from a proxy in
+/// front (a client lying about it only denies itself the cookie over plain http).
+pub fn is_https(headers: &HeaderMap) -> bool {
+    let forwarded_proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let forwarded = headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("proto=https"));
+    forwarded_proto || forwarded
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Without a valid session a page answers with a redirect to the login form, which brings
+/// the browser back to the page afterwards.
+#[derive(Debug)]
+pub struct LoginFirst {
+    next: String,
+}
+
+impl IntoResponse for LoginFirst {
+    fn into_response(self) -> Response {
+        let to = format!(
+            "/console/login?{}",
+            serde_urlencoded::to_string([("next", self.next.as_str())]).unwrap_or_default()
+        );
+        Redirect::to(&to).into_response()
+    }
+}
+
+impl FromRequestParts<Console> for Session {
+    type Rejection = LoginFirst;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, LoginFirst> {
+        let next = parts
+            .uri
+            .path_and_query()
+            .map_or("/console", |p| p.as_str())
+            .to_owned();
+        let found = cookie_value(&parts.headers, COOKIE)
+            .and_then(|v| console.signer.open(v, SystemTime::now()))
+            .and_then(|(who, nonce, expires_at)| {
+                let role = console.api.role_of_name(&who)?;
+                Some(Session {
+                    who,
+                    role,
+                    nonce,
+                    expires_at,
+                })
+            });
+        found.ok_or(LoginFirst { next })
+    }
+}
+
+/// Where to go after logging in: a console page, never elsewhere (no open redirect).
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if (n == "/console" || n.starts_with("/console/") || n.starts_with("/console?"))
+                && !n.contains("//")
+                && !n.contains('\\')
+                && n.len() <= 2000
+                && !n.starts_with("/console/login") =>
+        {
+            n
+        }
+        _ => "/console",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> Signer {
+        Signer::new([7; 32], Duration::from_secs(3600))
+    }
+
+    #[test]
+    fn a_cookie_opens_until_it_expires_and_not_once_altered() {
+        let s = signer();
+        let who = KeyName("key:0123456789ab".into());
+        let now = SystemTime::now();
+        let value = s.issue(&who, now);
+        assert_eq!(s.open(&value, now).map(|o| o.0.0), Some(who.0.clone()));
+        assert!(s.open(&value, now + Duration::from_secs(3601)).is_none());
+        let forged = value.replacen("key:0123456789ab", "key:ba9876543210", 1);
+        assert!(s.open(&forged, now).is_none());
+        let later = value.replacen(&(unix(now) + 3600).to_string(), "99999999999", 1);
+        assert!(s.open(&later, now).is_none());
+        let other = Signer::new([8; 32], Duration::from_secs(3600));
+        assert!(other.open(&value, now).is_none());
+        for junk in ["", ".", "a.b.c.d", "a.b.c.d.e", &"x".repeat(500)] {
+            assert!(s.open(junk, now).is_none(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn after_login_only_console_pages_are_destinations() {
+        assert_eq!(
+            safe_next(Some("/console/logs?outcome=rejected")),
+            "/console/logs?outcome=rejected"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/console//evil",
+            "/consolex",
+            "/console/login",
+            "/\\evil",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/console", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/console");
+    }
+}

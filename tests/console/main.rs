@@ -1,0 +1,458 @@
+//! The console in a real browser: Debian's headless Chromium, JavaScript off, driven over
+//! WebDriver against `showpass all` with simulated traffic. Every page is screenshotted at
+//! desktop width and at 375 px, into `target/console-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use showpass_testkit::browser::Browser;
+
+#[path = "../common/bin.rs"]
+mod bin;
+mod http;
+#[path = "../common/scratch.rs"]
+mod scratch;
+
+use bin::{BIN, free_port};
+use http::{form_post, get_json, get_page};
+use scratch::{Scratch, runtime};
+
+const ADMIN: &str = "console-admin-key-5e1f";
+const READ: &str = "console-read-key-0c2a";
+const SECRET: &str = "console-webhook-secret";
+
+/// `showpass <command>` with this test's streams, database and keys, on free ports; answers
+/// once its api serves `/readyz`.
+struct Running {
+    child: Child,
+    ingest: u16,
+    api: u16,
+}
+
+impl Running {
+    fn start(command: &str, scratch: &Scratch, extra: &[(&str, &str)]) -> Self {
+        let (ingest, api) = (free_port(), free_port());
+        let keys = format!("{ADMIN}:admin,{READ}");
+        let child = Command::new(&*BIN)
+            .arg(command)
+            .env("INGEST_ADDR", format!("127.0.0.1:{ingest}"))
+            .env("API_ADDR", format!("127.0.0.1:{api}"))
+            .env("SHOWPASS_WEBHOOK_SECRET", SECRET)
+            .env("NATS_SUBJECT_PREFIX", &scratch.prefix)
+            .env("NATS_URL", &scratch.nats)
+            .env("DATABASE_URL", &scratch.db_url)
+            .env("API_KEYS", keys)
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let running = Self { child, ingest, api };
+        let ready = (0..400).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            get_page(api, "/readyz", None).0 == 200
+        });
+        assert!(ready, "showpass {command} did not become ready");
+        running
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn showpass(args: &[&str]) {
+    let out = Command::new(&*BIN)
+        .args(args)
+        .env("SHOWPASS_WEBHOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "showpass {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Simulated traffic, one order bought then refunded, and a delivery with a bad signature;
+/// answers when the projector has applied everything.
+fn traffic(platform: &Running) {
+    let url = format!("http://127.0.0.1:{}/webhooks/showpass", platform.ingest);
+    showpass(&[
+        "simulate",
+        "--url",
+        &url,
+        "--count",
+        "400",
+        "--rate",
+        "0",
+        "--seed",
+        "11",
+        "--organizations",
+        "2",
+        "--customers",
+        "120",
+        "--concurrency",
+        "4",
+    ]);
+    for sample in ["purchase", "refund"] {
+        showpass(&[
+            "send",
+            "--url",
+            &url,
+            "--sample",
+            sample,
+            "--transaction-id",
+            "txn-console-1",
+            "--org",
+            "20",
+        ]);
+    }
+    let bad = Command::new(&*BIN)
+        .args(["send", "--url", &url, "--secret", "not-the-secret"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "a bad signature is refused");
+    let settled = (0..400).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let health = get_json(platform.api, "/v1/health", ADMIN);
+        let order = get_json(platform.api, "/v1/orders/txn-console-1?org_id=20", ADMIN);
+        health["projector"]["lag_events"] == 0
+            && order["invoices"].as_array().is_some_and(|i| i.len() == 2)
+    });
+    assert!(settled, "the projector caught up");
+}
+
+/// Screenshots of every page, at desktop width and at 375 px.
+struct Shots {
+    dir: PathBuf,
+}
+
+impl Shots {
+    fn new() -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    async fn take(&self, b: &Browser, name: &str) {
+        b.screenshot(&self.dir.join(format!("{name}-desktop.png")))
+            .await
+            .unwrap();
+        let url = b.url().await.unwrap();
+        b.resize(375, 812).await.unwrap();
+        b.goto(&url).await.unwrap();
+        b.screenshot(&self.dir.join(format!("{name}-375.png")))
+            .await
+            .unwrap();
+        b.resize(1280, 900).await.unwrap();
+        b.goto(&url).await.unwrap();
+    }
+}
+
+/// "1,234.50 CAD" as "1234.50"; "1,024" as "1024".
+fn plain(shown: &str) -> String {
+    shown
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .replace(',', "")
+}
+
+/// Each currency's totals as the overview shows them equal `/v1/sales/summary`'s.
+async fn totals_match(b: &Browser, platform: &Running, query: &str) {
+    let summary = get_json(platform.api, &format!("/v1/sales/summary?{query}"), ADMIN);
+    let totals = summary["totals"].as_array().unwrap();
+    assert!(!totals.is_empty(), "there are sales: {summary}");
+    assert_eq!(b.count("#totals tbody tr").await.unwrap(), totals.len());
+    for t in totals {
+        let cur = t["currency"].as_str().unwrap();
+        for field in [
+            "net_sales",
+            "gross_revenue",
+            "refunds",
+            "service_fees",
+            "total_tax",
+            "discounts",
+        ] {
+            let css = format!("#totals tr[data-currency=\"{cur}\"] td[data-field=\"{field}\"]");
+            let shown = b.text(&css).await.unwrap();
+            assert!(
+                shown.ends_with(cur),
+                "{field} carries its currency: {shown}"
+            );
+            assert_eq!(plain(&shown), t[field].as_str().unwrap(), "{cur} {field}");
+        }
+        for field in ["orders", "tickets"] {
+            let css = format!("#totals tr[data-currency=\"{cur}\"] td[data-field=\"{field}\"]");
+            assert_eq!(
+                plain(&b.text(&css).await.unwrap()),
+                t[field].to_string(),
+                "{cur} {field}"
+            );
+        }
+    }
+}
+
+/// One letter of the surname changed.
+fn typo(name: &str) -> String {
+    let mut chars: Vec<char> = name.chars().collect();
+    let i = chars.len() - 2;
+    chars[i] = if chars[i] == 'e' { 'a' } else { 'e' };
+    chars.into_iter().collect()
+}
+
+async fn walk_the_console(platform: &Running, expiring: &Running) {
+    let shots = Shots::new();
+    let b = Browser::start(1280, 900)
+        .await
+        .expect("headless chromium (apt-get install chromium chromium-driver)");
+
+    // Without a session, a page sends the browser to the login form.
+    eprintln!("console walk: Without a session, a page sends the browser to the login for");
+    b.goto(&platform.url("/console/customers")).await.unwrap();
+    assert!(
+        b.url()
+            .await
+            .unwrap()
+            .contains("/console/login?next=%2Fconsole%2Fcustomers")
+    );
+    shots.take(&b, "login").await;
+
+    // A wrong key gets the form again, with an error.
+    eprintln!("console walk: A wrong key gets the form again, with an error.");
+    b.fill("#f-key", "not-a-key").await.unwrap();
+    b.click("form button[type=submit]").await.unwrap();
+    assert!(b.text(".error").await.unwrap().contains("not one of"));
+    assert!(b.url().await.unwrap().ends_with("/console/login"));
+
+    // The admin key logs in and goes on to where it was going.
+    eprintln!("console walk: The admin key logs in and goes on to where it was going.");
+    b.fill("#f-key", ADMIN).await.unwrap();
+    b.click("form button[type=submit]").await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("/console/customers"));
+
+    // The overview's totals are the sales summary's, for every currency, all time and for
+    // one organization in a time zone.
+    eprintln!("console walk: the overview and its totals");
+    b.goto(&platform.url("/console")).await.unwrap();
+    assert_eq!(b.title().await.unwrap(), "Overview · Showpass console");
+    totals_match(&b, platform, "group_by=day").await;
+    assert!(
+        b.count("svg.chart rect.bar").await.unwrap() >= 1,
+        "a bar per day"
+    );
+    assert!(
+        b.count("table.bars tbody tr").await.unwrap() >= 2,
+        "by event and by ticket type"
+    );
+    assert!(b.count("section.health").await.unwrap() == 1);
+    shots.take(&b, "overview").await;
+    b.fill("#f-org_id", "20").await.unwrap();
+    b.fill("#f-tz", "America/Edmonton").await.unwrap();
+    b.click("form.filters button").await.unwrap();
+    assert!(b.url().await.unwrap().contains("org_id=20"));
+    totals_match(&b, platform, "group_by=day&org_id=20&tz=America%2FEdmonton").await;
+
+    // A bad filter is an error on the form, not a failure.
+    eprintln!("console walk: A bad filter is an error on the form, not a failure.");
+    b.fill("#f-tz", "Mars/Olympus").await.unwrap();
+    b.click("form.filters button").await.unwrap();
+    assert!(b.text("form.filters .error").await.unwrap().contains("tz"));
+    assert_eq!(
+        b.count("#f-tz").await.unwrap(),
+        1,
+        "the form is still there"
+    );
+
+    // A customer found with a typo in their name, and opened.
+    eprintln!("console walk: A customer found with a typo in their name, and opened.");
+    let some = get_json(platform.api, "/v1/customers?org_id=20&limit=200", ADMIN);
+    let target = some["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.split(' ').nth(1).is_some_and(|l| l.len() >= 5))
+        })
+        .expect("a simulated customer with a surname")
+        .clone();
+    let name = target["name"].as_str().unwrap();
+    b.goto(&platform.url("/console/customers")).await.unwrap();
+    b.fill("#f-q", &typo(name)).await.unwrap();
+    b.click("form.filters button").await.unwrap();
+    let email = target["email"].as_str().unwrap();
+    let found = b.texts("#customers tbody th a").await.unwrap();
+    assert!(
+        found.iter().any(|e| e == email),
+        "{email} among {found:?} for {:?}",
+        typo(name)
+    );
+    shots.take(&b, "customers").await;
+    b.click(&format!(
+        "#customers a[href=\"/console/customers/{}\"]",
+        target["id"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert!(b.source().await.unwrap().contains(email));
+    assert!(b.count("#orders tbody tr").await.unwrap() >= 1);
+    assert!(b.count("#tickets tbody tr").await.unwrap() >= 1);
+    shots.take(&b, "customer").await;
+
+    // An order with a refund: both invoices on its timeline, and its tickets.
+    eprintln!("console walk: An order with a refund: both invoices on its timeline, and i");
+    b.goto(&platform.url("/console/orders/txn-console-1?org_id=20"))
+        .await
+        .unwrap();
+    let events = b.texts("#invoices li strong").await.unwrap();
+    assert_eq!(events, ["invoice.purchase", "invoice.refund"]);
+    assert!(b.count("#tickets tbody tr").await.unwrap() >= 1);
+    shots.take(&b, "order").await;
+
+    // The log filtered to rejected deliveries.
+    eprintln!("console walk: The log filtered to rejected deliveries.");
+    b.goto(&platform.url("/console/logs")).await.unwrap();
+    b.choose("#f-outcome", "rejected").await.unwrap();
+    b.click("form.filters button").await.unwrap();
+    assert!(b.url().await.unwrap().contains("outcome=rejected"));
+    let rows = b.count("#deliveries tbody tr").await.unwrap();
+    assert!(rows >= 1, "the bad signature is listed");
+    assert_eq!(
+        b.count("#deliveries tbody tr[data-outcome=\"rejected\"]")
+            .await
+            .unwrap(),
+        rows
+    );
+    shots.take(&b, "logs").await;
+
+    // One delivery, replayed as admin.
+    eprintln!("console walk: One delivery, replayed as admin.");
+    let order = get_json(platform.api, "/v1/orders/txn-console-1?org_id=20", ADMIN);
+    let delivery = order["invoices"][0]["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.goto(&platform.url(&format!("/console/logs/{delivery}")))
+        .await
+        .unwrap();
+    assert!(b.count("#payload").await.unwrap() == 1 && b.count("#headers").await.unwrap() == 1);
+    shots.take(&b, "delivery").await;
+    b.click("form.replay button").await.unwrap();
+    assert!(b.url().await.unwrap().contains("replayed="));
+    assert!(b.text(".notice").await.unwrap().starts_with("Replayed"));
+
+    // Unknown ids are a 404 page.
+    eprintln!("console walk: Unknown ids are a 404 page.");
+    for path in [
+        "/console/orders/no-such-transaction",
+        "/console/customers/not-an-id",
+        "/console/customers/00000000-0000-0000-0000-000000000000",
+        "/console/logs/00000000-0000-0000-0000-000000000000",
+        "/console/no-such-page",
+    ] {
+        b.goto(&platform.url(path)).await.unwrap();
+        assert!(b.text("h1").await.unwrap().starts_with("404"), "{path}");
+    }
+    shots.take(&b, "not-found").await;
+
+    // The API reference, with no script and nothing fetched from elsewhere.
+    eprintln!("console walk: The API reference, with no script and nothing fetched from e");
+    b.goto(&platform.url("/docs")).await.unwrap();
+    assert!(b.source().await.unwrap().contains("/v1/sales/summary"));
+    shots.take(&b, "docs").await;
+
+    // A read key sees no Replay button.
+    eprintln!("console walk: A read key sees no Replay button.");
+    b.clear_cookies().await.unwrap();
+    b.goto(&platform.url("/console/login")).await.unwrap();
+    b.fill("#f-key", READ).await.unwrap();
+    b.click("form button[type=submit]").await.unwrap();
+    b.goto(&platform.url(&format!("/console/logs/{delivery}")))
+        .await
+        .unwrap();
+    assert_eq!(b.count("form.replay").await.unwrap(), 0);
+
+    // An expired session goes back to the login form.
+    eprintln!("console walk: An expired session goes back to the login form.");
+    b.goto(&expiring.url("/console/login")).await.unwrap();
+    b.fill("#f-key", ADMIN).await.unwrap();
+    b.click("form button[type=submit]").await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("/console"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.goto(&expiring.url("/console/logs")).await.unwrap();
+    assert!(
+        b.url().await.unwrap().contains("/console/login?next="),
+        "expired"
+    );
+    b.quit().await;
+}
+
+/// A read key's session is refused a replay even with its own valid CSRF token.
+fn a_read_session_may_not_replay(platform: &Running, delivery: &str) {
+    let (status, headers, _) =
+        form_post(platform.api, "/console/login", &format!("key={READ}"), None);
+    assert_eq!(status, 303);
+    let cookie = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.split(';').next().unwrap().to_owned())
+        .expect("a session cookie");
+    let (status, page) = get_page(
+        platform.api,
+        &format!("/console/logs/{delivery}"),
+        Some(&cookie),
+    );
+    assert_eq!(status, 200);
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the logout form's token")
+        .to_owned();
+    let (status, _, _) = form_post(
+        platform.api,
+        &format!("/console/logs/{delivery}/replay"),
+        &format!("csrf={csrf}"),
+        Some(&cookie),
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn the_console_works_in_a_real_browser_with_javascript_off() {
+    assert!(
+        Browser::available(),
+        "the console is tested in Chromium: apt-get install chromium chromium-driver"
+    );
+    let scratch = Scratch::new("console");
+    let result = std::panic::catch_unwind(|| {
+        let platform = Running::start("all", &scratch, &[]);
+        let expiring = Running::start("api", &scratch, &[("CONSOLE_SESSION_TTL", "2s")]);
+        traffic(&platform);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(walk_the_console(&platform, &expiring));
+        let order = get_json(platform.api, "/v1/orders/txn-console-1?org_id=20", ADMIN);
+        let delivery: Value = order["invoices"][0]["delivery_id"].clone();
+        a_read_session_may_not_replay(&platform, delivery.as_str().unwrap());
+    });
+    scratch.remove(&runtime());
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
