@@ -17,6 +17,7 @@ mod health;
 mod logs;
 mod metrics;
 mod money;
+mod docs_page;
 mod openapi;
 mod ops;
 mod orders;

@@ -4,7 +4,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_scalar::{Scalar, Servable as _};
 
 use crate::state::AppState;
 use crate::{customers, erasure, events, flags, health, logs, ops, orders, sales, tickets};
@@ -77,8 +76,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub(crate) fn router() -> Router<AppState> {
     let doc = openapi();
-    let json = doc.clone();
+    let value = serde_json::to_value(&doc).unwrap_or_default();
+    let page = bytes::Bytes::from(crate::docs_page::render(&value));
     Router::new()
-        .route("/openapi.json", get(move || async move { Json(json) }))
-        .merge(Scalar::with_url("/docs", doc).title("Showpass platform API"))
+        .route("/openapi.json", get(move || async move { Json(doc) }))
+        .route("/docs", get(move || async move { crate::docs_page::page(page.clone()) }))
+        .route("/docs/docs.css", get(|| async { crate::docs_page::stylesheet() }))
 }

@@ -38,6 +38,9 @@ pub struct Args {
     reload: bool,
     #[arg(long)]
     showpass_bin: Option<PathBuf>,
+    /// Renders of each console overview, one at a time.
+    #[arg(long, default_value_t = 60)]
+    console_requests: usize,
 }
 
 const KEY: &str = "bench-api-key-7c2e91";
@@ -174,8 +177,96 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             http.rate()
         );
     }
+    console_overview(addr, &pool, args.console_requests).await?;
     services::stop(&mut api).await;
     Ok(())
+}
+
+/// The console's overview (net sales by day, by event, by ticket type, the totals and the
+/// health panel) one render at a time: from the request to the page's last byte over
+/// loopback, so an upper bound on the server's time.
+async fn console_overview(addr: SocketAddr, pool: &PgPool, n: usize) -> anyhow::Result<()> {
+    let cookie = console_login(addr).await?;
+    let biggest: String = sqlx::query_scalar(
+        "SELECT org_id FROM orders GROUP BY org_id ORDER BY count(*) DESC, org_id LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await?;
+    println!("\nconsole overview, {n} renders each at concurrency 1 (request to last byte)");
+    println!("| page | p50 | p99 | max | page size | target p99 |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let pages = [
+        ("every organization, all time", "/console".to_owned()),
+        (
+            "the biggest organization, all time",
+            format!("/console?org_id={biggest}"),
+        ),
+        (
+            "the biggest organization, all time, in America/Edmonton",
+            format!("/console?org_id={biggest}&tz=America%2FEdmonton"),
+        ),
+    ];
+    for (name, path) in pages {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut buf = Vec::with_capacity(256 * 1024);
+        let started = Instant::now();
+        let mut lat = Vec::with_capacity(n);
+        let mut size = 0;
+        // Three renders warm the caches and prepared statements; the rest are measured.
+        for i in 0..n + 3 {
+            let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\n\r\n");
+            let t = Instant::now();
+            stream.write_all(req.as_bytes()).await?;
+            let (status, body) = read_answer(&mut stream, &mut buf).await?;
+            let took = t.elapsed().as_micros() as u32;
+            anyhow::ensure!(status == 200, "{path} answered {status}");
+            anyhow::ensure!(
+                String::from_utf8_lossy(&body).contains("id=\"totals\""),
+                "{path} is not the overview"
+            );
+            if i >= 3 {
+                lat.push(took);
+            }
+            size = body.len();
+        }
+        let mut run = Run {
+            latencies_us: lat,
+            elapsed: started.elapsed(),
+        };
+        let max = run.percentile_ms(100.0);
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {max:.1} ms | {} KiB | < 300 ms |",
+            run.percentile_ms(50.0),
+            run.percentile_ms(99.0),
+            size / 1024
+        );
+    }
+    Ok(())
+}
+
+/// A console session for the bench's key: the cookie `POST /console/login` sets.
+async fn console_login(addr: SocketAddr) -> anyhow::Result<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut stream = TcpStream::connect(addr).await?;
+    let form = format!("key={KEY}");
+    let req = format!(
+        "POST /console/login HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    anyhow::ensure!(answer.starts_with("HTTP/1.1 303"), "console login: {answer}");
+    answer
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("set-cookie")
+                .then(|| v.trim().split(';').next().unwrap_or("").to_owned())
+        })
+        .context("console login set no cookie")
 }
 
 pub(crate) async fn load(pool: &PgPool, reload: bool) -> anyhow::Result<()> {

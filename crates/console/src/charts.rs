@@ -14,8 +14,10 @@ pub struct Bar {
 const W: f64 = 720.0;
 const H: f64 = 220.0;
 const PAD_LEFT: f64 = 8.0;
-const PAD_BOTTOM: f64 = 22.0;
-const PAD_TOP: f64 = 18.0;
+const PAD_BOTTOM: f64 = 6.0;
+const PAD_TOP: f64 = 6.0;
+/// The widest a day's column gets.
+const MAX_SLOT: f64 = 48.0;
 
 /// Vertical bars over time (net sales by day): bars above the axis for sales, below for a day
 /// whose refunds exceed its sales.
@@ -26,34 +28,38 @@ pub fn columns(title: &str, bars: &[Bar]) -> Markup {
     let plot_h = H - PAD_TOP - PAD_BOTTOM;
     let zero_y = PAD_TOP + plot_h * (max / span);
     let n = bars.len().max(1) as f64;
-    let slot = (W - PAD_LEFT * 2.0) / n;
+    // A few days are drawn as narrow columns in the middle, not as walls.
+    let slot = ((W - PAD_LEFT * 2.0) / n).min(MAX_SLOT);
+    let left = PAD_LEFT + ((W - PAD_LEFT * 2.0) - slot * n) / 2.0;
     let gap = if slot > 6.0 { slot * 0.2 } else { 0.0 };
     let highest = bars
         .iter()
         .max_by(|a, b| a.value.total_cmp(&b.value))
         .map(|b| b.shown.as_str())
         .unwrap_or("");
+    // The labels are HTML around the drawing, so they keep their shape at any width.
     html! {
-        svg.chart viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title)
-            preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg" {
-            title { (title) }
-            line.axis x1=(PAD_LEFT) x2=(W - PAD_LEFT) y1=(r(zero_y)) y2=(r(zero_y)) {}
-            @for (i, b) in bars.iter().enumerate() {
-                @let x = PAD_LEFT + slot * i as f64 + gap / 2.0;
-                @let h = (b.value.abs() / span * plot_h).max(if b.value == 0.0 { 0.0 } else { 1.0 });
-                @let y = if b.value >= 0.0 { zero_y - h } else { zero_y };
-                rect class=(if b.value >= 0.0 { "bar" } else { "bar neg" })
-                    x=(r(x)) y=(r(y)) width=(r((slot - gap).max(0.5))) height=(r(h)) {
-                    title { (b.label) ": " (b.shown) }
+        div.chart {
+            p.chart-max { "highest: " (highest) }
+            svg.chart viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title)
+                preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg" {
+                title { (title) }
+                line.axis x1=(PAD_LEFT) x2=(W - PAD_LEFT) y1=(r(zero_y)) y2=(r(zero_y)) {}
+                @for (i, b) in bars.iter().enumerate() {
+                    @let x = left + slot * i as f64 + gap / 2.0;
+                    @let h = (b.value.abs() / span * plot_h).max(if b.value == 0.0 { 0.0 } else { 1.0 });
+                    @let y = if b.value >= 0.0 { zero_y - h } else { zero_y };
+                    rect class=(if b.value >= 0.0 { "bar" } else { "bar neg" })
+                        x=(r(x)) y=(r(y)) width=(r((slot - gap).max(0.5))) height=(r(h)) {
+                        title { (b.label) ": " (b.shown) }
+                    }
                 }
             }
             @if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
-                text.tick x=(PAD_LEFT) y=(H - 6.0) { (first.label) }
-                @if bars.len() > 1 {
-                    text.tick.end x=(W - PAD_LEFT) y=(H - 6.0) { (last.label) }
+                p.chart-ticks {
+                    @if bars.len() > 1 { (first.label) " to " (last.label) } @else { (first.label) }
                 }
             }
-            text.tick x=(PAD_LEFT) y="12" { "max " (highest) }
         }
     }
 }
@@ -118,7 +124,8 @@ mod tests {
         Bar {
             label: label.into(),
             value,
-            shown: format!("{value:.2} CAD"),
+            // Shown figures come from decimals, which have no NaN.
+            shown: if value.is_finite() { format!("{value:.2} CAD") } else { "0.00 CAD".into() },
         }
     }
 

@@ -1,5 +1,6 @@
 //! Who may do what: keys and roles, and the open routes (docs, health, metrics).
 
+use bytes::Bytes;
 use showpass_api::ApiConfig;
 use showpass_core::CancellationToken;
 use showpass_payload::samples::SampleKind::*;
@@ -124,4 +125,27 @@ async fn metrics_can_move_off_the_public_listener(pool: PgPool) {
         hub.render()
     );
     shutdown.cancel();
+}
+
+/// `/docs` is the whole reference in one page from this process: every route, no script,
+/// nothing fetched from elsewhere, and a policy that would block it if there were.
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_docs_page_is_self_contained(pool: PgPool) {
+    let p = Platform::start(pool).await;
+    let (_, doc, _) = p.call("GET", "/openapi.json", None).await;
+    let (status, headers, body) = request_full(p.api, "GET", "/docs", &[], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    let page = String::from_utf8_lossy(&body);
+    for path in doc["paths"].as_object().unwrap().keys() {
+        assert!(page.contains(&format!("<code class=\"path\">{path}</code>")), "{path}");
+    }
+    assert!(!page.contains("<script"), "no script");
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "nothing from elsewhere");
+    let (status, _, content_type) = raw(p.api, "GET", "/docs/docs.css", &[]).await;
+    assert_eq!((status, content_type.as_str()), (200, "text/css; charset=utf-8"));
+    p.stop().await;
 }
