@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 
 /// A request; answers the status, the headers and the body.
-fn exchange(port: u16, head: &str, body: &str) -> (u16, Vec<(String, String)>, String) {
+pub fn exchange(port: u16, head: &str, body: &str) -> (u16, Vec<(String, String)>, String) {
     let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, Vec::new(), String::new());
     };
@@ -64,4 +64,21 @@ pub fn form_post(
         ),
         form,
     )
+}
+
+/// `GET path` with a session cookie: the status, the headers and the body.
+pub fn get_full(port: u16, path: &str, cookie: &str) -> (u16, Vec<(String, String)>, String) {
+    exchange(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nCookie: {cookie}\r\n"),
+        "",
+    )
+}
+
+/// The value of header `name`, if there is one.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }

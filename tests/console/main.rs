@@ -16,7 +16,7 @@ mod http;
 mod scratch;
 
 use bin::{BIN, free_port};
-use http::{form_post, get_json, get_page};
+use http::{form_post, get_full, get_json, get_page, header};
 use scratch::{Scratch, runtime};
 
 const ADMIN: &str = "console-admin-key-5e1f";
@@ -399,28 +399,35 @@ async fn walk_the_console(platform: &Running, expiring: &Running) {
     b.quit().await;
 }
 
+/// The session cookie `POST /console/login` sets for `key`.
+fn log_in(platform: &Running, key: &str) -> String {
+    let (status, headers, _) =
+        form_post(platform.api, "/console/login", &format!("key={key}"), None);
+    assert_eq!(status, 303);
+    header(&headers, "set-cookie")
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .expect("a session cookie")
+}
+
+/// The CSRF token in the forms of a page.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a form's token")
+        .to_owned()
+}
+
 /// A read key's session is refused a replay even with its own valid CSRF token.
 fn a_read_session_may_not_replay(platform: &Running, delivery: &str) {
-    let (status, headers, _) =
-        form_post(platform.api, "/console/login", &format!("key={READ}"), None);
-    assert_eq!(status, 303);
-    let cookie = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, v)| v.split(';').next().unwrap().to_owned())
-        .expect("a session cookie");
+    let cookie = log_in(platform, READ);
     let (status, page) = get_page(
         platform.api,
         &format!("/console/logs/{delivery}"),
         Some(&cookie),
     );
     assert_eq!(status, 200);
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("the logout form's token")
-        .to_owned();
+    let csrf = csrf_of(&page);
     let (status, _, _) = form_post(
         platform.api,
         &format!("/console/logs/{delivery}/replay"),
@@ -428,6 +435,111 @@ fn a_read_session_may_not_replay(platform: &Running, delivery: &str) {
         Some(&cookie),
     );
     assert_eq!(status, 403);
+}
+
+/// Hostile requests get a clear answer: markup in a query is text, a replay without this
+/// session's token is refused, a forged cookie is no session, a login cannot send the browser
+/// elsewhere, and an oversized form is refused before it is read.
+fn hostile_requests_get_clear_answers(platform: &Running, delivery: &str) {
+    let admin = log_in(platform, ADMIN);
+    let (status, headers, page) = get_full(
+        platform.api,
+        "/console/customers?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E%22%3E",
+        &admin,
+    );
+    assert_eq!(status, 200);
+    assert!(!page.contains("<script"), "the query is escaped");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&gt;"));
+    let csp = header(&headers, "content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+
+    // Bad filters are the form again with a 400 and the reason, never a 500.
+    for (path, names) in [
+        (format!("/console/customers?q={}", "a".repeat(300)), "q"),
+        ("/console/logs?limit=abc".to_owned(), "limit"),
+        ("/console/logs?outcome=exploded".to_owned(), "outcome"),
+        ("/console/logs?cursor=not-a-cursor".to_owned(), "cursor"),
+        ("/console?from=2026-13-45".to_owned(), "from"),
+    ] {
+        let (status, _, page) = get_full(platform.api, &path, &admin);
+        assert_eq!(status, 400, "{path}");
+        assert!(
+            page.contains("class=\"filters\""),
+            "the form is shown for {path}"
+        );
+        assert!(page.contains(names), "{path} names {names}");
+    }
+
+    // A replay needs this session's token.
+    let replay = format!("/console/logs/{delivery}/replay");
+    for form in [
+        "",
+        "csrf=",
+        "csrf=0000000000000000000000000000000000000000000",
+    ] {
+        let (status, _, _) = form_post(platform.api, &replay, form, Some(&admin));
+        assert_eq!(status, 403, "{form:?}");
+    }
+    let other = log_in(platform, READ);
+    let (_, other_page) = get_page(platform.api, "/console/logs", Some(&other));
+    let (status, _, _) = form_post(
+        platform.api,
+        &replay,
+        &format!("csrf={}", csrf_of(&other_page)),
+        Some(&admin),
+    );
+    assert_eq!(status, 403, "another session's token");
+
+    // A forged or mangled cookie is no session.
+    let (name, value) = admin.split_once('=').unwrap();
+    let mut forged = value.to_owned();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    for cookie in [
+        format!("{name}={forged}"),
+        format!("{name}=garbage"),
+        format!("{name}="),
+    ] {
+        let (status, headers, _) = get_full(platform.api, "/console/logs", &cookie);
+        assert_eq!(status, 303, "{cookie}");
+        assert!(
+            header(&headers, "location")
+                .unwrap()
+                .starts_with("/console/login?next=")
+        );
+    }
+
+    // A login goes on only to a console page.
+    for next in [
+        "https%3A%2F%2Fevil.example%2F",
+        "%2F%2Fevil.example",
+        "%2Fconsole%2F..%2F%2Fevil",
+    ] {
+        let (status, headers, _) = form_post(
+            platform.api,
+            "/console/login",
+            &format!("key={ADMIN}&next={next}"),
+            None,
+        );
+        assert_eq!(status, 303);
+        assert_eq!(header(&headers, "location"), Some("/console"), "{next}");
+    }
+
+    // An oversized login form is refused without reading it all.
+    let (status, _, _) = form_post(
+        platform.api,
+        "/console/login",
+        &format!("key={}", "k".repeat(200_000)),
+        None,
+    );
+    assert_eq!(status, 413);
+    assert_eq!(
+        get_page(platform.api, "/readyz", None).0,
+        200,
+        "and the api is fine"
+    );
 }
 
 #[test]
@@ -450,6 +562,7 @@ fn the_console_works_in_a_real_browser_with_javascript_off() {
         let order = get_json(platform.api, "/v1/orders/txn-console-1?org_id=20", ADMIN);
         let delivery: Value = order["invoices"][0]["delivery_id"].clone();
         a_read_session_may_not_replay(&platform, delivery.as_str().unwrap());
+        hostile_requests_get_clear_answers(&platform, delivery.as_str().unwrap());
     });
     scratch.remove(&runtime());
     if let Err(e) = result {

@@ -87,7 +87,11 @@ fn tags(doc: &Value) -> Vec<(String, Option<String>, Vec<(String, String, Value)
         .flatten()
         .filter_map(|t| {
             let name = t["name"].as_str()?.to_owned();
-            Some((name, t["description"].as_str().map(str::to_owned), Vec::new()))
+            Some((
+                name,
+                t["description"].as_str().map(str::to_owned),
+                Vec::new(),
+            ))
         })
         .collect();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
@@ -317,9 +321,18 @@ fn schema_body(s: &Value) -> Markup {
 pub(crate) fn page(body: bytes::Bytes) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         body,
     )
@@ -329,8 +342,14 @@ pub(crate) fn page(body: bytes::Bytes) -> Response {
 pub(crate) fn stylesheet() -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
         ],
         CSS,
     )

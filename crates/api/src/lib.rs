@@ -8,6 +8,7 @@
 mod auth;
 mod config;
 mod customers;
+mod docs_page;
 mod embed;
 mod erasure;
 mod error;
@@ -17,7 +18,6 @@ mod health;
 mod logs;
 mod metrics;
 mod money;
-mod docs_page;
 mod openapi;
 mod ops;
 mod orders;

@@ -80,6 +80,12 @@ pub(crate) fn router() -> Router<AppState> {
     let page = bytes::Bytes::from(crate::docs_page::render(&value));
     Router::new()
         .route("/openapi.json", get(move || async move { Json(doc) }))
-        .route("/docs", get(move || async move { crate::docs_page::page(page.clone()) }))
-        .route("/docs/docs.css", get(|| async { crate::docs_page::stylesheet() }))
+        .route(
+            "/docs",
+            get(move || async move { crate::docs_page::page(page.clone()) }),
+        )
+        .route(
+            "/docs/docs.css",
+            get(|| async { crate::docs_page::stylesheet() }),
+        )
 }

@@ -258,7 +258,10 @@ async fn console_login(addr: SocketAddr) -> anyhow::Result<String> {
     stream.write_all(req.as_bytes()).await?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await?;
-    anyhow::ensure!(answer.starts_with("HTTP/1.1 303"), "console login: {answer}");
+    anyhow::ensure!(
+        answer.starts_with("HTTP/1.1 303"),
+        "console login: {answer}"
+    );
     answer
         .lines()
         .find_map(|l| {

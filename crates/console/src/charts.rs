@@ -125,7 +125,11 @@ mod tests {
             label: label.into(),
             value,
             // Shown figures come from decimals, which have no NaN.
-            shown: if value.is_finite() { format!("{value:.2} CAD") } else { "0.00 CAD".into() },
+            shown: if value.is_finite() {
+                format!("{value:.2} CAD")
+            } else {
+                "0.00 CAD".into()
+            },
         }
     }
 

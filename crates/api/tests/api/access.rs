@@ -141,11 +141,20 @@ async fn the_docs_page_is_self_contained(pool: PgPool) {
     assert!(csp.starts_with("default-src 'self'"), "{csp}");
     let page = String::from_utf8_lossy(&body);
     for path in doc["paths"].as_object().unwrap().keys() {
-        assert!(page.contains(&format!("<code class=\"path\">{path}</code>")), "{path}");
+        assert!(
+            page.contains(&format!("<code class=\"path\">{path}</code>")),
+            "{path}"
+        );
     }
     assert!(!page.contains("<script"), "no script");
-    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "nothing from elsewhere");
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "nothing from elsewhere"
+    );
     let (status, _, content_type) = raw(p.api, "GET", "/docs/docs.css", &[]).await;
-    assert_eq!((status, content_type.as_str()), (200, "text/css; charset=utf-8"));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/css; charset=utf-8")
+    );
     p.stop().await;
 }
