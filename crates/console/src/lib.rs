@@ -19,7 +19,6 @@ mod session;
 mod view;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -60,12 +59,6 @@ pub fn mount(api: Embedded) -> Router {
         )
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(console)
-}
-
-/// The signer a console over `api` uses, for tests that forge or age cookies.
-#[doc(hidden)]
-pub fn signer_for(api: &Embedded, session_ttl: Duration) -> Signer {
-    Signer::new(api.session_secret(), session_ttl)
 }
 
 const CSS: &str = include_str!("../static/console.css");

@@ -97,12 +97,6 @@ impl Signer {
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
-
-    /// A cookie value that expired at `at`, for tests of expiry.
-    #[doc(hidden)]
-    pub fn issue_expiring(&self, who: &KeyName, at: SystemTime) -> String {
-        self.sign(&who.0, unix(at), "0123456789abcdef0123456789abcdef")
-    }
 }
 
 fn unix(t: SystemTime) -> u64 {
