@@ -78,10 +78,15 @@ pub(crate) fn render(doc: &Value) -> String {
     page.into_string()
 }
 
+/// An operation: its path, its method and its OpenAPI object.
+type Operation = (String, String, Value);
+/// A tag: its name, its description and its operations.
+type Tag = (String, Option<String>, Vec<Operation>);
+
 /// The tags in the document's order, each with its description and its operations; an
 /// operation without a tag goes under "other".
-fn tags(doc: &Value) -> Vec<(String, Option<String>, Vec<(String, String, Value)>)> {
-    let mut out: Vec<(String, Option<String>, Vec<(String, String, Value)>)> = doc["tags"]
+fn tags(doc: &Value) -> Vec<Tag> {
+    let mut out: Vec<Tag> = doc["tags"]
         .as_array()
         .into_iter()
         .flatten()

@@ -127,34 +127,24 @@ impl Browser {
             .map(drop)
     }
 
+    async fn string(&self, path: &str) -> anyhow::Result<String> {
+        let v = self.session("GET", path, None).await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
     /// Where the window is now.
     pub async fn url(&self) -> anyhow::Result<String> {
-        Ok(self
-            .session("GET", "/url", None)
-            .await?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        self.string("/url").await
     }
 
     /// The page's HTML as it is now.
     pub async fn source(&self) -> anyhow::Result<String> {
-        Ok(self
-            .session("GET", "/source", None)
-            .await?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        self.string("/source").await
     }
 
     /// The page's title.
     pub async fn title(&self) -> anyhow::Result<String> {
-        Ok(self
-            .session("GET", "/title", None)
-            .await?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        self.string("/title").await
     }
 
     async fn element(&self, css: &str) -> anyhow::Result<String> {
@@ -184,12 +174,7 @@ impl Browser {
     /// The visible text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> anyhow::Result<String> {
         let id = self.element(css).await?;
-        Ok(self
-            .session("GET", &format!("/element/{id}/text"), None)
-            .await?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        self.string(&format!("/element/{id}/text")).await
     }
 
     /// The texts of every element matching `css`.
@@ -204,10 +189,7 @@ impl Browser {
         let mut out = Vec::new();
         for e in v.as_array().into_iter().flatten() {
             let id = e[ELEMENT].as_str().unwrap_or_default();
-            let t = self
-                .session("GET", &format!("/element/{id}/text"), None)
-                .await?;
-            out.push(t.as_str().unwrap_or_default().to_owned());
+            out.push(self.string(&format!("/element/{id}/text")).await?);
         }
         Ok(out)
     }
