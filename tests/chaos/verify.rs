@@ -169,6 +169,8 @@ const WHEN: &[&str] = &[
     "first_seen_at",
     "last_seen_at",
     "first_seen",
+    // Issue 17: when a ticket type's name was last received.
+    "name_seen_at",
     "cancel_bucket",
     "bucket",
     "search_doc",

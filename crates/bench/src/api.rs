@@ -177,6 +177,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             http.rate()
         );
     }
+    services::stop(&mut api).await;
+
+    // The console as deployed: the api's default pool, since a page asks for several things
+    // at once.
+    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut api = tokio::process::Command::new(&bin)
+        .arg("api")
+        .env("API_ADDR", addr.to_string())
+        .env("API_KEYS", KEY)
+        .env("DATABASE_URL", &args.database_url)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    services::wait_ready(addr).await?;
     console_overview(addr, &pool, args.console_requests).await?;
     services::stop(&mut api).await;
     Ok(())
@@ -192,7 +206,9 @@ async fn console_overview(addr: SocketAddr, pool: &PgPool, n: usize) -> anyhow::
     )
     .fetch_one(pool)
     .await?;
-    println!("\nconsole overview, {n} renders each at concurrency 1 (request to last byte)");
+    println!(
+        "\nconsole overview, {n} renders each at concurrency 1 (request to last byte; API_DB_POOL default)"
+    );
     println!("| page | p50 | p99 | max | page size | target p99 |");
     println!("| --- | --- | --- | --- | --- | --- |");
     let pages = [
@@ -283,7 +299,7 @@ pub(crate) async fn load(pool: &PgPool, reload: bool) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
     conn.execute(
         "DROP TABLE IF EXISTS bench_loaded; TRUNCATE shows, invoices, invoice_items, tickets, \
-         orders, customers, sales_by_ticket_type, sales_by_event, sales_by_order_attrs, \
+         orders, customers, ticket_types, sales_by_ticket_type, sales_by_event, sales_by_order_attrs, \
          sales_by_ticket_type_daily, sales_by_event_daily, sales_by_order_attrs_daily",
     )
     .await?;

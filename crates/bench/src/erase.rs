@@ -172,6 +172,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "orders",
         "customers",
         "shows",
+        "ticket_types",
         "sales_by_ticket_type",
         "sales_by_event",
         "sales_by_order_attrs",

@@ -96,6 +96,10 @@ SELECT org_id, (2 * i + k)::text, tx, event_id, 'Show ' || event_id, event_id ||
        CASE WHEN refunded THEN 4 ELSE 1 END, name, email, false, true, refunded, at
 FROM bench_orders, generate_series(0, 1) k;
 
+INSERT INTO ticket_types (org_id, event_id, ticket_type_id, name, name_seen_at, first_seen)
+SELECT org_id, event_id, event_id || tt, 'Tier ' || tt, max(at), min(at)
+FROM bench_orders GROUP BY org_id, event_id, tt;
+
 INSERT INTO orders (org_id, transaction_id, kind, status, customer_id, customer_key,
     customer_email, customer_name, currency, payment_type, net_sales, gross_revenue,
     service_fees, total_tax, discounts, refunded, tickets_total, tickets_valid, created_at,

@@ -42,7 +42,7 @@ pub struct Args {
 }
 
 /// The tables the projector writes, in an order COPY can fill.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "checkpoints",
     "deliveries",
     "invoices",
@@ -51,6 +51,7 @@ const TABLES: [&str; 11] = [
     "orders",
     "customers",
     "shows",
+    "ticket_types",
     "sales_by_ticket_type",
     "sales_by_event",
     "sales_by_order_attrs",

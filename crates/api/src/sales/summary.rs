@@ -42,9 +42,8 @@ pub async fn summarize(
             "(SELECT sh.name FROM shows sh WHERE sh.org_id = g.org_id AND sh.event_id = g.key)"
         }
         "ticket_type" => {
-            "(SELECT t.ticket_type_name FROM tickets t WHERE t.org_id = g.org_id \
-             AND t.event_id = g.event_id AND t.ticket_type_id = g.key \
-             AND t.ticket_type_name IS NOT NULL LIMIT 1)"
+            "(SELECT tt.name FROM ticket_types tt WHERE tt.org_id = g.org_id \
+             AND tt.event_id = g.event_id AND tt.ticket_type_id = g.key)"
         }
         _ => "g.label",
     });

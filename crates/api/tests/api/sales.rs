@@ -196,6 +196,46 @@ async fn sales_labels_stay_in_their_organization_and_rows_are_capped(pool: PgPoo
     p.stop().await;
 }
 
+/// Issue 17: a summary by ticket type names its rows from the ticket-type dimension the
+/// projector keeps, reading no tickets: with every ticket gone the labels stay, and a rename
+/// shows once a later delivery carries it.
+#[sqlx::test(migrations = "../../migrations")]
+async fn ticket_type_labels_come_from_their_dimension_not_from_tickets(pool: PgPool) {
+    let p = Platform::start(pool.clone()).await;
+    let renamed = edit(&sample_body(Purchase, "tt-2", "TT2", "20"), |v| {
+        for t in v["data"]["ticket_items"].as_array_mut().unwrap() {
+            t["ticket_type_name"] = json!("General admission (renamed)");
+        }
+        for i in v["data"]["invoice_items"].as_array_mut().unwrap() {
+            i["ticket_type_name"] = json!("General admission (renamed)");
+        }
+    });
+    p.deliver(Purchase, "tt-1", "TT1", "20").await;
+    p.settle().await;
+    p.deliver_body(renamed).await;
+    p.settle().await;
+    sqlx::query("DELETE FROM tickets")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let summary = p
+        .get_ok("/v1/sales/summary?group_by=ticket_type&org_id=20")
+        .await;
+    assert_eq!(summary["rows"][0]["key"], "1657978");
+    assert_eq!(
+        summary["rows"][0]["label"], "General admission (renamed)",
+        "{summary}"
+    );
+    let kept: (String, String) = sqlx::query_as(
+        "SELECT name, event_id FROM ticket_types WHERE org_id = '20' AND ticket_type_id = '1657978'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(kept.0, "General admission (renamed)");
+    p.stop().await;
+}
+
 /// Issue 12: an export that fails midway (here: its statement times out behind a lock) ends
 /// its body with an error, never as a file that looks complete; and it runs on connections of
 /// its own, so the api's queries go on meanwhile.

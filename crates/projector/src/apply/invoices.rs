@@ -163,6 +163,7 @@ pub(super) async fn apply_invoices(
     sql::insert_items(tx, applied).await?;
     sql::upsert_tickets(tx, tickets.values()).await?;
     sql::upsert_shows(tx, applied).await?;
+    sql::upsert_ticket_types(tx, applied).await?;
     sql::add_sales(tx, &deltas).await?;
 
     let orders: Vec<OrderKey> = orders.into_iter().collect();

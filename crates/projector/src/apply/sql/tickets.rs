@@ -215,3 +215,64 @@ pub async fn upsert_shows(
     .await?;
     Ok(())
 }
+
+/// A ticket type's latest name (with when its delivery was received) and first sighting.
+type TicketType<'a> = (Option<(DateTime<Utc>, &'a str)>, DateTime<Utc>);
+
+/// Records the ticket types a batch mentions, keeping for each the name of its latest
+/// delivery (by receipt time, then by name, so every order of arrival ends the same).
+pub async fn upsert_ticket_types(
+    tx: &mut PgConnection,
+    applied: &[(&Incoming, &Invoice)],
+) -> Result<(), sqlx::Error> {
+    let mut types: HashMap<(&str, &str, &str), TicketType> = HashMap::new();
+    for (m, inv) in applied {
+        let at = m.meta.received_at;
+        let seen = inv
+            .tickets
+            .iter()
+            .map(|t| (&t.event_id, &t.ticket_type_id, &t.ticket_type_name))
+            .chain(
+                inv.items
+                    .iter()
+                    .map(|i| (&i.event_id, &i.ticket_type_id, &i.ticket_type_name)),
+            );
+        for (event, id, name) in seen {
+            let (Some(event), Some(id)) = (event.as_deref(), id.as_deref()) else {
+                continue;
+            };
+            let t = types.entry((&inv.org_id, event, id)).or_insert((None, at));
+            t.1 = t.1.min(at);
+            if let Some(name) = name.as_deref() {
+                t.0 = t.0.max(Some((at, name)));
+            }
+        }
+    }
+    if types.is_empty() {
+        return Ok(());
+    }
+    let mut types: Vec<_> = types.into_iter().collect();
+    // One lock order for every batch.
+    types.sort_by(|a, b| a.0.cmp(&b.0));
+    sqlx::query(
+        "INSERT INTO ticket_types (org_id, event_id, ticket_type_id, name, name_seen_at, first_seen)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+         ON CONFLICT (org_id, event_id, ticket_type_id) DO UPDATE SET
+             name = CASE WHEN EXCLUDED.name IS NOT NULL AND (ticket_types.name IS NULL
+                 OR (EXCLUDED.name_seen_at, EXCLUDED.name) > (ticket_types.name_seen_at, ticket_types.name))
+                 THEN EXCLUDED.name ELSE ticket_types.name END,
+             name_seen_at = CASE WHEN EXCLUDED.name IS NOT NULL AND (ticket_types.name IS NULL
+                 OR (EXCLUDED.name_seen_at, EXCLUDED.name) > (ticket_types.name_seen_at, ticket_types.name))
+                 THEN EXCLUDED.name_seen_at ELSE ticket_types.name_seen_at END,
+             first_seen = LEAST(ticket_types.first_seen, EXCLUDED.first_seen)",
+    )
+    .bind(types.iter().map(|t| t.0 .0).collect::<Vec<_>>())
+    .bind(types.iter().map(|t| t.0 .1).collect::<Vec<_>>())
+    .bind(types.iter().map(|t| t.0 .2).collect::<Vec<_>>())
+    .bind(types.iter().map(|t| t.1 .0.map(|n| n.1)).collect::<Vec<_>>())
+    .bind(types.iter().map(|t| t.1 .0.map(|n| n.0)).collect::<Vec<_>>())
+    .bind(types.iter().map(|t| t.1 .1).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
