@@ -43,12 +43,12 @@ pub struct Args {
     console_requests: usize,
 }
 
-const KEY: &str = "bench-api-key-7c2e91";
+pub(crate) const KEY: &str = "bench-api-key-7c2e91";
 const LOAD: &str = include_str!("load.sql");
 
 /// One request of a workload: its API path, and the same query run directly.
 #[derive(Clone)]
-enum Query {
+pub(crate) enum Query {
     Search { q: String, org: Option<String> },
     Order { tx: String },
     Sales { group_by: &'static str, org: String },
@@ -431,7 +431,7 @@ async fn over_pool(
     collect(tasks, started).await
 }
 
-async fn over_http(
+pub(crate) async fn over_http(
     addr: SocketAddr,
     queries: &Arc<Vec<Query>>,
     concurrency: usize,

@@ -10,6 +10,7 @@ mod erase;
 mod ingest;
 mod payloads;
 mod projector;
+mod search;
 mod services;
 mod stats;
 
@@ -30,6 +31,9 @@ enum Command {
     Projector(projector::Args),
     /// api latency over 1M customers and 5M tickets, beside the same queries run directly.
     Api(api::Args),
+    /// customer search class by class (e-mail, prefix, surname, common first names, two
+    /// letters, a typo, a phone suffix) at concurrency 1 and 16, on the api benchmark's data.
+    Search(search::Args),
     /// one customer erased among 1M customers and 5M tickets, beside the projector's catch-up.
     Erase(erase::Args),
 }
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ingest(args) => ingest::run(args).await,
             Command::Projector(args) => projector::run(args).await,
             Command::Api(args) => api::run(args).await,
+            Command::Search(args) => search::run(args).await,
             Command::Erase(args) => erase::run(args).await,
         }
     })
