@@ -298,7 +298,7 @@ async fn ranked(
         "SELECT * FROM (SELECT {COLUMNS}, (CASE WHEN c.email = lower("
     ));
     sql.push_bind(q)
-        .push(") THEN 3 ELSE 1 + COALESCE(1.0 / NULLIF(strpos(")
+        .push(") THEN 3 ELSE 1 + COALESCE(1.0::float8 / NULLIF(strpos(")
         .push(DOC)
         .push(", public.showpass_fold(")
         .push_bind(first.clone())

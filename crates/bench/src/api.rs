@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use showpass_api::ApiConfig;
 use showpass_api::direct::{self, SalesFilters};
-use showpass_payload::vocab::Grain;
+use showpass_payload::vocab::{Grain, Tier};
 use sqlx::{Executor, PgPool, Row};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -300,13 +300,17 @@ pub(crate) async fn load(pool: &PgPool, reload: bool) -> anyhow::Result<()> {
     conn.execute(
         "DROP TABLE IF EXISTS bench_loaded; TRUNCATE shows, invoices, invoice_items, tickets, \
          orders, customers, ticket_types, sales_by_ticket_type, sales_by_event, sales_by_order_attrs, \
-         sales_by_ticket_type_daily, sales_by_event_daily, sales_by_order_attrs_daily",
+         sales_by_ticket_type_daily, sales_by_event_daily, sales_by_order_attrs_daily, \
+         sales_by_ticket_type_monthly, sales_by_event_monthly, sales_by_order_attrs_monthly",
     )
     .await?;
     println!("loading 1,000,000 customers, 2,500,000 orders, 5,000,000 tickets ...");
     let started = Instant::now();
     // Statement by statement, so the progress shows.
-    let rollups: Vec<String> = Grain::ALL.iter().map(|g| g.daily_rollup_sql()).collect();
+    let rollups: Vec<String> = Tier::COARSER
+        .iter()
+        .flat_map(|&t| Grain::ALL.iter().map(move |g| g.rollup_sql(t)))
+        .collect();
     let mut statements: Vec<&str> = LOAD
         .split(";\n")
         .map(str::trim)

@@ -81,6 +81,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A sampled customer: e-mail, name, phone, organization.
+type Sampled = (String, String, String, String);
+
 /// The queries of each class, from customers sampled at random.
 async fn classes(
     pool: &PgPool,
@@ -99,11 +102,11 @@ async fn classes(
     )
     .fetch_all(pool)
     .await?;
-    let sampled: Vec<(String, String, String, String)> = rows
+    let sampled: Vec<Sampled> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
-    let of = |f: &dyn Fn(usize, &(String, String, String, String)) -> String| -> Vec<Query> {
+    let of = |f: &dyn Fn(usize, &Sampled) -> String| -> Vec<Query> {
         (0..n)
             .map(|i| {
                 let c = &sampled[i % sampled.len()];

@@ -229,11 +229,21 @@ impl Grain {
         }
     }
 
+    /// The table of the monthly tier.
+    pub const fn monthly_table(self) -> &'static str {
+        match self {
+            Grain::TicketType => "sales_by_ticket_type_monthly",
+            Grain::Event => "sales_by_event_monthly",
+            Grain::OrderAttrs => "sales_by_order_attrs_monthly",
+        }
+    }
+
     /// The table of a tier.
     pub const fn table_of(self, tier: Tier) -> &'static str {
         match tier {
             Tier::Quarter => self.table(),
             Tier::Day => self.daily_table(),
+            Tier::Month => self.monthly_table(),
         }
     }
 
@@ -251,19 +261,23 @@ impl Grain {
         !matches!(self, Grain::OrderAttrs)
     }
 
-    /// The SQL that rolls the whole 15-minute tier up into the daily one (the projector keeps
-    /// the daily tier in step batch by batch; this is for tables loaded at once).
-    pub fn daily_rollup_sql(self) -> String {
+    /// The SQL that rolls the whole 15-minute tier up into a coarser one (the projector keeps
+    /// the coarser tiers in step batch by batch; this is for tables loaded at once).
+    pub fn rollup_sql(self, tier: Tier) -> String {
         let keys = self.key_columns().join(", ");
         let groups = (1..=self.key_columns().len() + 3)
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        let unit = match tier {
+            Tier::Month => "month",
+            Tier::Day | Tier::Quarter => "day",
+        };
         format!(
-            "INSERT INTO {daily} SELECT {keys}, date_trunc('day', bucket, 'UTC'), payment_type, currency, \
+            "INSERT INTO {to} SELECT {keys}, date_trunc('{unit}', bucket, 'UTC'), payment_type, currency, \
              sum(orders), sum(tickets), sum(gross_revenue), sum(net_sales), sum(service_fees), \
              sum(total_tax), sum(discounts), sum(refunds) FROM {table} GROUP BY {groups}",
-            daily = self.daily_table(),
+            to = self.table_of(tier),
             table = self.table(),
         )
     }
@@ -276,15 +290,28 @@ pub enum Tier {
     Quarter,
     /// Whole UTC days.
     Day,
+    /// Whole UTC calendar months: what an all-time or a long summary reads.
+    Month,
+}
+
+impl Tier {
+    /// The tiers the projector keeps beside the 15-minute one, finest first.
+    pub const COARSER: [Tier; 2] = [Tier::Day, Tier::Month];
 }
 
 impl Tier {
     /// The bucket of this tier that `at` falls in (its start).
     pub fn bucket(self, at: DateTime<Utc>) -> DateTime<Utc> {
-        use chrono::DurationRound as _;
+        use chrono::{Datelike as _, DurationRound as _, TimeZone as _};
         let width = match self {
             Tier::Quarter => TimeDelta::minutes(15),
             Tier::Day => TimeDelta::days(1),
+            Tier::Month => {
+                return Utc
+                    .with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
+                    .single()
+                    .unwrap_or(at);
+            }
         };
         at.duration_trunc(width).unwrap_or(at)
     }
@@ -436,14 +463,26 @@ mod tests {
     }
 
     #[test]
-    fn the_daily_rollup_groups_by_every_key() {
-        let sql = Grain::TicketType.daily_rollup_sql();
-        assert!(sql.starts_with("INSERT INTO sales_by_ticket_type_daily SELECT org_id, event_id, ticket_type_id, date_trunc"));
+    fn rollups_group_by_every_key_and_truncate_to_their_tier() {
+        let sql = Grain::TicketType.rollup_sql(Tier::Day);
+        assert!(sql.starts_with("INSERT INTO sales_by_ticket_type_daily SELECT org_id, event_id, ticket_type_id, date_trunc('day'"));
         assert!(sql.ends_with("FROM sales_by_ticket_type GROUP BY 1, 2, 3, 4, 5, 6"));
-        assert!(
-            Grain::OrderAttrs
-                .daily_rollup_sql()
-                .ends_with("GROUP BY 1, 2, 3, 4")
+        let sql = Grain::OrderAttrs.rollup_sql(Tier::Month);
+        assert!(sql.starts_with(
+            "INSERT INTO sales_by_order_attrs_monthly SELECT org_id, date_trunc('month'"
+        ));
+        assert!(sql.ends_with("GROUP BY 1, 2, 3, 4"));
+    }
+
+    #[test]
+    fn a_month_bucket_is_its_first_utc_midnight() {
+        use chrono::TimeZone as _;
+        let at = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap();
+        assert_eq!(
+            Tier::Month.bucket(at),
+            Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
         );
+        let first = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+        assert_eq!(Tier::Month.bucket(first), first);
     }
 }

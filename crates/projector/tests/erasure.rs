@@ -42,6 +42,9 @@ async fn sales(pool: &PgPool) -> BTreeMap<String, Vec<serde_json::Value>> {
         "sales_by_ticket_type_daily",
         "sales_by_event_daily",
         "sales_by_order_attrs_daily",
+        "sales_by_ticket_type_monthly",
+        "sales_by_event_monthly",
+        "sales_by_order_attrs_monthly",
     ] {
         let rows = sqlx::query_scalar(&format!(
             "SELECT to_jsonb(x) FROM {t} x ORDER BY to_jsonb(x)::text"

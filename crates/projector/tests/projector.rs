@@ -442,35 +442,38 @@ async fn simulated_traffic_ends_in_read_models_that_match_its_ledger(pool: PgPoo
             "{currency}"
         );
     }
-    // Each daily tier is its 15-minute tier rolled up to UTC days, cell for cell.
+    // Each daily and monthly tier is its 15-minute tier rolled up to UTC days or months, cell
+    // for cell.
     for (table, keys) in [
         ("sales_by_ticket_type", "org_id, event_id, ticket_type_id"),
         ("sales_by_event", "org_id, event_id"),
         ("sales_by_order_attrs", "org_id"),
     ] {
-        let rollup = format!(
-            "SELECT {keys}, date_trunc('day', bucket, 'UTC') AS bucket, payment_type, currency,
-                    sum(orders)::int8, sum(tickets)::int8, sum(gross_revenue), sum(net_sales),
-                    sum(service_fees), sum(total_tax), sum(discounts), sum(refunds)
-             FROM {table} GROUP BY {keys}, {day}, payment_type, currency",
-            day = keys.split(',').count() + 1
-        );
-        let daily = format!(
-            "SELECT {keys}, bucket, payment_type, currency, orders, tickets, gross_revenue,
-                    net_sales, service_fees, total_tax, discounts, refunds FROM {table}_daily"
-        );
-        let differ: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM ((({rollup}) EXCEPT ({daily})) UNION ALL (({daily}) EXCEPT ({rollup}))) d"
-        ))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        let cells: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}_daily"))
+        for (tier, unit) in [("daily", "day"), ("monthly", "month")] {
+            let rollup = format!(
+                "SELECT {keys}, date_trunc('{unit}', bucket, 'UTC') AS bucket, payment_type, currency,
+                        sum(orders)::int8, sum(tickets)::int8, sum(gross_revenue), sum(net_sales),
+                        sum(service_fees), sum(total_tax), sum(discounts), sum(refunds)
+                 FROM {table} GROUP BY {keys}, {at}, payment_type, currency",
+                at = keys.split(',').count() + 1
+            );
+            let coarse = format!(
+                "SELECT {keys}, bucket, payment_type, currency, orders, tickets, gross_revenue,
+                        net_sales, service_fees, total_tax, discounts, refunds FROM {table}_{tier}"
+            );
+            let differ: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM ((({rollup}) EXCEPT ({coarse})) UNION ALL (({coarse}) EXCEPT ({rollup}))) d"
+            ))
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert!(cells > 0, "{table}_daily is empty");
-        assert_eq!(differ, 0, "{table}_daily differs from its rollup");
+            let cells: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}_{tier}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert!(cells > 0, "{table}_{tier} is empty");
+            assert_eq!(differ, 0, "{table}_{tier} differs from its rollup");
+        }
     }
     // Every resend was recognised: nothing counted twice, each logged as a duplicate.
     let duplicates: i64 =

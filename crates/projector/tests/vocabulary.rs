@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use showpass_payload::vocab::{
-    AnomalyKind, GapKind, Grain, OrderKind, OrderStatus, Outcome, Processing, Word,
+    AnomalyKind, GapKind, Grain, OrderKind, OrderStatus, Outcome, Processing, Tier, Word,
 };
 use sqlx::PgPool;
 
@@ -57,7 +57,7 @@ async fn every_word_is_allowed_by_its_check_constraint_and_nothing_else(pool: Pg
 #[sqlx::test(migrations = "../../migrations")]
 async fn every_grain_names_tables_and_keys_that_exist(pool: PgPool) {
     for &grain in Grain::ALL {
-        for table in [grain.table(), grain.daily_table()] {
+        for table in [grain.table(), grain.daily_table(), grain.monthly_table()] {
             let columns: Vec<String> = sqlx::query_scalar(
                 "SELECT column_name::text FROM information_schema.columns
                  WHERE table_schema = current_schema() AND table_name = $1",
@@ -75,10 +75,12 @@ async fn every_grain_names_tables_and_keys_that_exist(pool: PgPool) {
                 "{table}"
             );
         }
-        // The roll-up is valid SQL against the schema.
-        sqlx::query(&grain.daily_rollup_sql())
-            .execute(&pool)
-            .await
-            .unwrap();
+        // The roll-ups are valid SQL against the schema.
+        for tier in Tier::COARSER {
+            sqlx::query(&grain.rollup_sql(tier))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
     }
 }

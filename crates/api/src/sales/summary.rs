@@ -3,7 +3,8 @@
 use showpass_payload::vocab::Grain;
 use sqlx::{PgPool, QueryBuilder};
 
-use super::{MAX_ROWS, SalesFilters, SalesRow, SalesSummary, SalesTotal, tiers::is_utc};
+use super::tiers::{Cells, is_utc};
+use super::{MAX_ROWS, SalesFilters, SalesRow, SalesSummary, SalesTotal};
 use crate::error::ApiResult;
 use crate::params;
 
@@ -64,8 +65,12 @@ pub async fn summarize(
         }
     ));
     let range = filters.range(pool).await?;
-    let local_days = group_by == "day" && !is_utc(&filters.tz);
-    filters.push_cells(&mut sql, grain, range, local_days);
+    let cells = match group_by {
+        "day" if is_utc(&filters.tz) => Cells::UtcDays,
+        "day" => Cells::LocalDays,
+        _ => Cells::Any,
+    };
+    filters.push_cells(&mut sql, grain, range, cells);
     sql.push(" GROUP BY 1, 2, s.currency) g ORDER BY g.key, g.currency LIMIT ")
         .push_bind((MAX_ROWS + 1) as i64);
 
@@ -76,7 +81,7 @@ pub async fn summarize(
         Grain::OrderAttrs
     };
     let mut totals_sql = QueryBuilder::new(format!("SELECT s.currency, {SUMS} FROM "));
-    filters.push_cells(&mut totals_sql, totals_grain, range, false);
+    filters.push_cells(&mut totals_sql, totals_grain, range, Cells::Any);
     totals_sql.push(" GROUP BY s.currency ORDER BY s.currency");
     // Both read the aggregates by index only; run them side by side.
     let (mut rows, totals): (Vec<SalesRow>, Vec<SalesTotal>) = tokio::try_join!(

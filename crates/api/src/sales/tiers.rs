@@ -1,5 +1,5 @@
-//! The tiers a summary reads: whole UTC days from the daily tier, the rest from the
-//! 15-minute one.
+//! The tiers a summary reads: whole UTC months from the monthly tier, whole UTC days of the
+//! rest from the daily tier, and what is left from the 15-minute one.
 
 use chrono::{DateTime, Duration, Utc};
 use showpass_payload::vocab::{Grain, Tier};
@@ -61,20 +61,21 @@ impl SalesFilters {
         }
     }
 
-    /// `(SELECT ...) s`: the cells of `table` a summary sums over. Whole UTC days come from
-    /// the table's daily tier; a range's edges off UTC midnight, and every cell when days are
-    /// counted in another zone, from its 15-minute tier.
+    /// `(SELECT ...) s`: the cells of `table` a summary sums over. Whole UTC months come from
+    /// the monthly tier (unless the rows are days: `by_day`), whole UTC days of the rest from the
+    /// daily tier; a range's edges off UTC midnight, and every cell when days are counted in
+    /// another zone, from the 15-minute tier.
     pub(super) fn push_cells(
         &self,
         sql: &mut QueryBuilder<'_, Postgres>,
         grain: Grain,
         range: Range,
-        local_days: bool,
+        cells: Cells,
     ) {
-        let pieces = if local_days {
-            vec![(Tier::Quarter, range)]
-        } else {
-            tiles(range)
+        let pieces = match cells {
+            Cells::LocalDays => vec![(Tier::Quarter, range)],
+            Cells::UtcDays => tiles(range, &[Tier::Day]),
+            Cells::Any => tiles(range, &[Tier::Month, Tier::Day]),
         };
         sql.push("(");
         for (i, (t, r)) in pieces.into_iter().enumerate() {
@@ -88,58 +89,79 @@ impl SalesFilters {
     }
 }
 
-/// Tiles a range with as many whole UTC days from the daily tier as it holds, and its edges
-/// from the 15-minute tier. The tiles never overlap and cover the range exactly.
-fn tiles(range: Range) -> Vec<(Tier, Range)> {
-    let first_day = range.start.map(|t| {
-        let day = utc_day(t);
-        if day == t { t } else { day + Duration::days(1) }
-    });
-    let last_day = range.end.map(utc_day);
-    let mut tiles = vec![(
-        Tier::Day,
-        Range {
-            start: first_day,
-            end: last_day,
-        },
-    )];
-    if range.start != first_day {
-        let end = match (first_day, range.end) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        tiles.push((
-            Tier::Quarter,
-            Range {
-                start: range.start,
-                end,
-            },
-        ));
-    }
-    if range.end != last_day {
-        let start = match (first_day, last_day) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        tiles.push((
-            Tier::Quarter,
-            Range {
-                start,
-                end: range.end,
-            },
-        ));
-    }
-    tiles.retain(|(_, r)| !r.is_empty());
-    if tiles.is_empty() {
-        // An empty range: one tile that matches nothing.
-        tiles.push((Tier::Quarter, range));
-    }
-    tiles
+/// Which cells a summary's rows may be summed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cells {
+    /// Any tier: the rows are not days.
+    Any,
+    /// Rows are UTC days: no coarser tier than days.
+    UtcDays,
+    /// Rows are days in another zone: 15-minute cells only.
+    LocalDays,
 }
 
-/// The UTC midnight at or before `t`.
-fn utc_day(t: DateTime<Utc>) -> DateTime<Utc> {
-    Tier::Day.bucket(t)
+/// Tiles a range with as many whole buckets of `tiers[0]` (the coarsest) as it holds, its
+/// edges with the next tier's, and so on; what no tier holds whole comes from the 15-minute
+/// tier. The tiles never overlap and cover the range exactly.
+fn tiles(range: Range, tiers: &[Tier]) -> Vec<(Tier, Range)> {
+    let mut out = Vec::new();
+    tile(range, tiers, &mut out);
+    out.retain(|(_, r)| !r.is_empty());
+    if out.is_empty() {
+        // An empty range: one tile that matches nothing.
+        out.push((Tier::Quarter, range));
+    }
+    out
+}
+
+fn tile(range: Range, tiers: &[Tier], out: &mut Vec<(Tier, Range)>) {
+    let Some((&tier, finer)) = tiers.split_first() else {
+        out.push((Tier::Quarter, range));
+        return;
+    };
+    let inner = Range {
+        start: range.start.map(|s| ceil(tier, s)),
+        end: range.end.map(|e| tier.bucket(e)),
+    };
+    if inner.is_empty() {
+        return tile(range, finer, out);
+    }
+    out.push((tier, inner));
+    if range.start != inner.start {
+        tile(
+            Range {
+                start: range.start,
+                end: inner.start,
+            },
+            finer,
+            out,
+        );
+    }
+    if range.end != inner.end {
+        tile(
+            Range {
+                start: inner.end,
+                end: range.end,
+            },
+            finer,
+            out,
+        );
+    }
+}
+
+/// The first boundary of `tier` at or after `t`.
+fn ceil(tier: Tier, t: DateTime<Utc>) -> DateTime<Utc> {
+    let start = tier.bucket(t);
+    if start == t {
+        return t;
+    }
+    match tier {
+        Tier::Month => start
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(t),
+        Tier::Day => start + Duration::days(1),
+        Tier::Quarter => start + Duration::minutes(15),
+    }
 }
 
 /// Zones whose days are UTC days (PostgreSQL's names for them, in any case).
@@ -167,12 +189,6 @@ pub(super) fn is_utc(tz: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
-        use chrono::TimeZone as _;
-        Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0)
-            .unwrap()
-    }
-
     /// Which tile holds the quarter hour starting at `t` (exactly one, or none outside).
     fn holder(tiles: &[(Tier, Range)], t: DateTime<Utc>) -> Option<Tier> {
         let inside = |r: &Range| r.start.is_none_or(|s| s <= t) && r.end.is_none_or(|e| t < e);
@@ -185,48 +201,84 @@ mod tests {
         holders.first().copied()
     }
 
-    #[test]
-    fn tiles_cover_a_range_exactly_with_whole_days_from_the_daily_tier() {
-        let ends = [
+    /// Instants around month and day boundaries.
+    fn ends() -> Vec<Option<DateTime<Utc>>> {
+        use chrono::TimeZone as _;
+        let t = |m: u32, d: u32, h: u32, min: u32| {
+            Some(Utc.with_ymd_and_hms(2026, m, d, h, min, 0).unwrap())
+        };
+        vec![
             None,
-            Some(at(10, 0, 0)),
-            Some(at(10, 10, 15)),
-            Some(at(11, 0, 0)),
-            Some(at(11, 23, 45)),
-            Some(at(13, 0, 0)),
-            Some(at(13, 6, 30)),
-        ];
-        for start in ends {
-            for end in ends {
-                let range = Range { start, end };
-                let tiles = tiles(range);
-                for daily in tiles.iter().filter(|(k, _)| *k == Tier::Day) {
-                    let r = daily.1;
-                    assert!(
-                        r.start.is_none_or(|s| s == utc_day(s)),
-                        "{range:?}: {tiles:?}"
-                    );
-                    assert!(
-                        r.end.is_none_or(|e| e == utc_day(e)),
-                        "{range:?}: {tiles:?}"
-                    );
-                }
-                let mut t = at(9, 0, 0);
-                while t < at(15, 0, 0) {
-                    let inside = start.is_none_or(|s| s <= t) && end.is_none_or(|e| t < e);
-                    assert_eq!(
-                        holder(&tiles, t).is_some(),
-                        inside,
-                        "{range:?} at {t}: {tiles:?}"
-                    );
-                    t += Duration::minutes(15);
+            t(9, 30, 23, 45),
+            t(10, 1, 0, 0),
+            t(10, 1, 10, 15),
+            t(10, 2, 0, 0),
+            t(10, 31, 6, 30),
+            t(11, 1, 0, 0),
+            t(11, 10, 0, 0),
+            t(11, 10, 10, 15),
+            t(11, 11, 23, 45),
+            t(12, 1, 0, 0),
+            t(12, 2, 6, 30),
+        ]
+    }
+
+    #[test]
+    fn tiles_cover_a_range_exactly_with_whole_months_then_whole_days() {
+        use chrono::TimeZone as _;
+        for tiers in [&[Tier::Month, Tier::Day][..], &[Tier::Day][..]] {
+            for start in ends() {
+                for end in ends() {
+                    let range = Range { start, end };
+                    let tiles = tiles(range, tiers);
+                    for (tier, r) in &tiles {
+                        if *tier != Tier::Quarter {
+                            assert!(tiers.contains(tier), "{range:?}: {tiles:?}");
+                            for b in [r.start, r.end].into_iter().flatten() {
+                                assert_eq!(tier.bucket(b), b, "{range:?}: {tiles:?}");
+                            }
+                        }
+                    }
+                    let mut t = Utc.with_ymd_and_hms(2026, 9, 29, 0, 0, 0).unwrap();
+                    while t < Utc.with_ymd_and_hms(2026, 12, 4, 0, 0, 0).unwrap() {
+                        let inside = start.is_none_or(|s| s <= t) && end.is_none_or(|e| t < e);
+                        assert_eq!(
+                            holder(&tiles, t).is_some(),
+                            inside,
+                            "{range:?} at {t}: {tiles:?}"
+                        );
+                        t += Duration::minutes(15);
+                    }
                 }
             }
         }
         assert_eq!(
-            tiles(Range::default()),
+            tiles(Range::default(), &[Tier::Month, Tier::Day]),
+            vec![(Tier::Month, Range::default())],
+            "all time is the monthly tier alone"
+        );
+        assert_eq!(
+            tiles(Range::default(), &[Tier::Day]),
             vec![(Tier::Day, Range::default())],
-            "all time is the daily tier alone"
+            "all time by day is the daily tier alone"
+        );
+        let day = |d: u32| Some(Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0).unwrap());
+        assert_eq!(
+            tiles(
+                Range {
+                    start: day(3),
+                    end: day(5)
+                },
+                &[Tier::Month, Tier::Day]
+            ),
+            vec![(
+                Tier::Day,
+                Range {
+                    start: day(3),
+                    end: day(5)
+                }
+            )],
+            "two days within a month are days"
         );
     }
 

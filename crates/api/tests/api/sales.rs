@@ -178,16 +178,18 @@ async fn sales_labels_stay_in_their_organization_and_rows_are_capped(pool: PgPoo
     );
     assert_eq!(summary["truncated"], false);
 
-    // 5,001 ticket types in one organization's daily tier.
-    sqlx::query(
-        "INSERT INTO sales_by_ticket_type_daily (org_id, event_id, ticket_type_id, bucket,
-             payment_type, currency, orders, tickets, net_sales)
-         SELECT '77', 'E', 'tt-' || n, '2026-11-01T00:00:00Z', 'credit', 'CAD', 1, 1, 1
-         FROM generate_series(1, 5001) AS n",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    // 5,001 ticket types in one organization's daily and monthly tiers.
+    for tier in ["daily", "monthly"] {
+        sqlx::query(&format!(
+            "INSERT INTO sales_by_ticket_type_{tier} (org_id, event_id, ticket_type_id, bucket,
+                 payment_type, currency, orders, tickets, net_sales)
+             SELECT '77', 'E', 'tt-' || n, '2026-11-01T00:00:00Z', 'credit', 'CAD', 1, 1, 1
+             FROM generate_series(1, 5001) AS n"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
     let summary = p
         .get_ok("/v1/sales/summary?group_by=ticket_type&org_id=77")
         .await;

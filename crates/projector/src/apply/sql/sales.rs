@@ -1,5 +1,5 @@
-//! The sales aggregates: each grain's 15-minute cells and their daily tier, moved by the
-//! batch's deltas.
+//! The sales aggregates: each grain's 15-minute cells and their daily and monthly tiers,
+//! moved by the batch's deltas.
 
 use std::collections::HashMap;
 
@@ -10,27 +10,30 @@ use crate::apply::ApplyError;
 use crate::apply::fold::{Acc, Cell, Overflow, SalesDeltas};
 use showpass_payload::vocab::{Grain, Tier};
 
-/// Adds the batch's sales deltas to the three aggregate tables and their daily tiers.
+/// Adds the batch's sales deltas to the three aggregate tables and their daily and monthly
+/// tiers.
 pub async fn add_sales(tx: &mut PgConnection, deltas: &SalesDeltas) -> Result<(), ApplyError> {
     for &grain in Grain::ALL {
         let (keys, cells) = (grain.key_columns(), deltas.of(grain));
         add_sales_table(tx, grain.table(), keys, cells).await?;
-        add_sales_table(tx, grain.daily_table(), keys, &daily(cells)?).await?;
+        for tier in Tier::COARSER {
+            add_sales_table(tx, grain.table_of(tier), keys, &roll_up(cells, tier)?).await?;
+        }
     }
     Ok(())
 }
 
-/// The cells rolled up to whole UTC days.
-fn daily(cells: &HashMap<Cell, Acc>) -> Result<HashMap<Cell, Acc>, Overflow> {
-    let mut days: HashMap<Cell, Acc> = HashMap::with_capacity(cells.len());
+/// The cells rolled up to `tier`'s buckets (whole UTC days or months).
+fn roll_up(cells: &HashMap<Cell, Acc>, tier: Tier) -> Result<HashMap<Cell, Acc>, Overflow> {
+    let mut rolled: HashMap<Cell, Acc> = HashMap::with_capacity(cells.len());
     for (cell, acc) in cells {
-        let day = Cell {
-            bucket: Tier::Day.bucket(cell.bucket),
+        let coarse = Cell {
+            bucket: tier.bucket(cell.bucket),
             ..cell.clone()
         };
-        days.entry(day).or_default().add(acc)?;
+        rolled.entry(coarse).or_default().add(acc)?;
     }
-    Ok(days)
+    Ok(rolled)
 }
 
 async fn add_sales_table(
