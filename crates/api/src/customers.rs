@@ -304,8 +304,27 @@ async fn ranked(
         .push_bind(first.clone())
         .push(")), 0), 0) END)::float8 AS score FROM customers c WHERE true");
     for w in words {
-        sql.push(" AND ").push(DOC).push(" LIKE ");
-        push_pattern(&mut sql, w);
+        match w.split_once('@') {
+            // A domain's trigrams are in most rows (`gmail.com`): the index looks for the
+            // local part alone, and each of its candidates is checked for the whole word.
+            Some((local, _)) if local.chars().count() >= 3 => {
+                sql.push(" AND ").push(DOC).push(" LIKE ");
+                push_pattern(&mut sql, local);
+                sql.push(" AND (").push(DOC).push(" || '') LIKE ");
+                push_pattern(&mut sql, w);
+            }
+            // Under three characters a word has no trigram: in the index it would read every
+            // entry. It is checked on the rows the other conditions find (the organization's,
+            // through the index's first column).
+            _ if w.chars().count() < 3 => {
+                sql.push(" AND (").push(DOC).push(" || '') LIKE ");
+                push_pattern(&mut sql, w);
+            }
+            _ => {
+                sql.push(" AND ").push(DOC).push(" LIKE ");
+                push_pattern(&mut sql, w);
+            }
+        }
     }
     if let Some(org) = org {
         sql.push(" AND c.org_id = ").push_bind(org);
