@@ -16,7 +16,7 @@ mod http;
 mod scratch;
 
 use bin::{BIN, free_port};
-use http::{form_post, get_full, get_json, get_page, header};
+use http::{exchange, form_post, get_full, get_json, get_page, header};
 use scratch::{Scratch, runtime};
 
 const ADMIN: &str = "console-admin-key-5e1f";
@@ -526,6 +526,16 @@ fn hostile_requests_get_clear_answers(platform: &Running, delivery: &str) {
         assert_eq!(status, 303);
         assert_eq!(header(&headers, "location"), Some("/console"), "{next}");
     }
+
+    // Another site cannot log a browser in.
+    let (status, headers, _) = exchange(
+        platform.api,
+        "POST /console/login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Origin: https://evil.example\r\n",
+        &format!("key={ADMIN}"),
+    );
+    assert_eq!(status, 403);
+    assert!(header(&headers, "set-cookie").is_none());
 
     // An oversized login form is refused without reading it all.
     let (status, _, _) = form_post(

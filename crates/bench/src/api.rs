@@ -125,24 +125,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         counts.get::<i64, _>(3)
     );
 
-    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let bin = services::showpass_bin(args.showpass_bin.as_deref());
-    let mut api = tokio::process::Command::new(&bin)
-        .arg("api")
-        .env("API_ADDR", addr.to_string())
-        .env("API_KEYS", KEY)
-        .env("API_DB_POOL", args.concurrency.to_string())
-        .env("DATABASE_URL", &args.database_url)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (cargo build --release --workspace --bins)",
-                bin.display()
-            )
-        })?;
-    services::wait_ready(addr).await?;
+    let (mut api, addr) =
+        services::spawn_api(&bin, &args.database_url, KEY, Some(args.concurrency)).await?;
 
     let workloads = [
         (
@@ -181,16 +166,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // The console as deployed: the api's default pool, since a page asks for several things
     // at once.
-    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let mut api = tokio::process::Command::new(&bin)
-        .arg("api")
-        .env("API_ADDR", addr.to_string())
-        .env("API_KEYS", KEY)
-        .env("DATABASE_URL", &args.database_url)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
-    services::wait_ready(addr).await?;
+    let (mut api, addr) = services::spawn_api(&bin, &args.database_url, KEY, None).await?;
     console_overview(addr, &pool, args.console_requests).await?;
     services::stop(&mut api).await;
     Ok(())

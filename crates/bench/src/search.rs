@@ -2,11 +2,9 @@
 //! person types, through `showpass api` over HTTP, at concurrency 1 (latency) and 16
 //! (throughput), so a slow class cannot hide in a mix.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use sqlx::{PgPool, Row};
 
 use crate::api::{KEY, Query, over_http};
@@ -38,18 +36,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     crate::api::load(&pool, false).await?;
     let classes = classes(&pool, args.requests, args.per_organization).await?;
 
-    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let bin = services::showpass_bin(args.showpass_bin.as_deref());
-    let mut api = tokio::process::Command::new(&bin)
-        .arg("api")
-        .env("API_ADDR", addr.to_string())
-        .env("API_KEYS", KEY)
-        .env("DATABASE_URL", &args.database_url)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    services::wait_ready(addr).await?;
+    let (mut api, addr) = services::spawn_api(&bin, &args.database_url, KEY, None).await?;
 
     let scope = if args.per_organization {
         "within one organization"

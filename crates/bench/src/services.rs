@@ -18,6 +18,36 @@ pub fn showpass_bin(explicit: Option<&Path>) -> PathBuf {
     })
 }
 
+/// Starts `showpass api` on a free port over `database_url` with the key `key`, and a pool of
+/// `pool` connections (the api's default when `None`); answers once it is ready.
+pub async fn spawn_api(
+    bin: &Path,
+    database_url: &str,
+    key: &str,
+    pool: Option<usize>,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .arg("api")
+        .env("API_ADDR", addr.to_string())
+        .env("API_KEYS", key)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    if let Some(pool) = pool {
+        command.env("API_DB_POOL", pool.to_string());
+    }
+    let child = command.spawn().with_context(|| {
+        format!(
+            "starting {} (cargo build --release --workspace --bins)",
+            bin.display()
+        )
+    })?;
+    wait_ready(addr).await?;
+    Ok((child, addr))
+}
+
 /// Starts `showpass ingest` on a free port and waits until it is ready.
 pub async fn spawn_ingest(
     bin: Option<&Path>,

@@ -139,11 +139,13 @@ pub async fn one(
     }
     let query = Query::new(format!("/v1/customers/{id}"));
     let detail: Detail = console.get(&session, &query).await?;
+    // As many as the api gives in one page (an order with more shows them on its own page).
+    let limit = console.api.config().max_limit.min(500).to_string();
     let tickets = futures::future::join_all(detail.orders.iter().take(TICKET_ORDERS).map(|o| {
         let q = Query::new("/v1/tickets")
             .param("transaction_id", Some(&o.transaction_id))
             .param("org_id", Some(&o.org_id))
-            .param("limit", Some("500"));
+            .param("limit", Some(&limit));
         let console = &console;
         let session = &session;
         async move { console.get::<Tickets>(session, &q).await }

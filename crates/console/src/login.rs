@@ -60,6 +60,15 @@ pub async fn submit(
     Form(login): Form<Login>,
 ) -> Response {
     let next = session::safe_next(login.next.as_deref()).to_owned();
+    // No other site may log a browser in (to a session of its own key).
+    if !session::same_origin(&headers) {
+        tracing::info!("console login from another site refused");
+        return (
+            StatusCode::FORBIDDEN,
+            page(&next, Some("Log in from this console's own page.")),
+        )
+            .into_response();
+    }
     let key = login.key.trim();
     if key.is_empty() || key.len() > 1000 || console.api.role_of(key).is_none() {
         tracing::info!("console login refused");

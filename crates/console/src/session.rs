@@ -169,11 +169,17 @@ impl FromRequestParts<Console> for Session {
     type Rejection = LoginFirst;
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, LoginFirst> {
-        let next = parts
-            .uri
-            .path_and_query()
-            .map_or("/console", |p| p.as_str())
-            .to_owned();
+        // A form posted after the session ended goes back to the console, not to its action
+        // (which only answers POST).
+        let next = if parts.method == axum::http::Method::GET {
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/console", |p| p.as_str())
+        } else {
+            "/console"
+        }
+        .to_owned();
         let found = cookie_value(&parts.headers, COOKIE)
             .and_then(|v| console.signer.open(v, SystemTime::now()))
             .and_then(|(who, nonce, expires_at)| {
@@ -189,6 +195,29 @@ impl FromRequestParts<Console> for Session {
     }
 }
 
+/// Whether a form was posted from this site: a browser says where a POST comes from
+/// (`Origin`, `Sec-Fetch-Site`); a request that says nothing (curl, a script) is not a browser
+/// tricked by another site.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // The browser's own word first: it holds behind a proxy that rewrites `Host`.
+    match text("sec-fetch-site") {
+        Some("same-origin" | "none") => return true,
+        Some(_) => return false,
+        None => {}
+    }
+    match text("origin") {
+        None => true,
+        Some(origin) => {
+            let authority = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            authority.is_some()
+                && (authority == text("host") || authority == text("x-forwarded-host"))
+        }
+    }
+}
+
 /// Where to go after logging in: a console page, never elsewhere (no open redirect).
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
@@ -197,6 +226,7 @@ pub fn safe_next(next: Option<&str>) -> &str {
                 && !n.contains("//")
                 && !n.contains('\\')
                 && n.len() <= 2000
+                && n.bytes().all(|b| b.is_ascii_graphic())
                 && !n.starts_with("/console/login") =>
         {
             n
@@ -233,6 +263,44 @@ mod tests {
     }
 
     #[test]
+    fn a_form_from_another_site_is_not_same_origin() {
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            m
+        };
+        assert!(same_origin(&h(&[("host", "console.example:8081")])));
+        assert!(same_origin(&h(&[
+            ("host", "console.example:8081"),
+            ("origin", "https://console.example:8081"),
+        ])));
+        assert!(
+            same_origin(&h(&[
+                ("host", "api:8081"),
+                ("origin", "https://console.example"),
+                ("sec-fetch-site", "same-origin"),
+            ])),
+            "behind a proxy that rewrites Host"
+        );
+        for bad in [
+            h(&[
+                ("host", "console.example"),
+                ("origin", "https://evil.example"),
+            ]),
+            h(&[("host", "console.example"), ("origin", "null")]),
+            h(&[
+                ("host", "console.example"),
+                ("sec-fetch-site", "cross-site"),
+            ]),
+            h(&[("host", "console.example"), ("sec-fetch-site", "same-site")]),
+        ] {
+            assert!(!same_origin(&bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn after_login_only_console_pages_are_destinations() {
         assert_eq!(
             safe_next(Some("/console/logs?outcome=rejected")),
@@ -245,6 +313,9 @@ mod tests {
             "/consolex",
             "/console/login",
             "/\\evil",
+            "/console/\nSet-Cookie: x",
+            "/console/é",
+            "/console/ x",
         ] {
             assert_eq!(safe_next(Some(bad)), "/console", "{bad}");
         }
