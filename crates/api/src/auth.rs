@@ -82,6 +82,16 @@ impl Keys {
         }
     }
 
+    /// The role of the key named `name` (see [`KeyName::of`]), if one still is: the highest
+    /// when several keys share a name.
+    pub fn role_of_name(&self, name: &KeyName) -> Option<Role> {
+        self.0
+            .iter()
+            .filter(|(d, _)| KeyName::of_digest(d).0 == name.0)
+            .map(|(_, role)| *role)
+            .max_by_key(|role| *role == Role::Admin)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -132,12 +142,13 @@ pub struct KeyName(pub String);
 impl KeyName {
     /// The name of `token`.
     pub fn of(token: &str) -> Self {
-        Self(format!("key:{}", &hex_digest(token)[..12]))
+        Self::of_digest(&digest(token))
     }
-}
 
-fn hex_digest(s: &str) -> String {
-    digest(s).iter().map(|b| format!("{b:02x}")).collect()
+    fn of_digest(d: &[u8; 32]) -> Self {
+        let hex: String = d[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Self(format!("key:{hex}"))
+    }
 }
 
 /// The role of an authenticated request (set by [`require_key`]); extracting it in a write
@@ -184,6 +195,17 @@ mod tests {
         ] {
             assert_eq!(keys.role_of(wrong), None, "{wrong:?}");
         }
+        // A console session names its key: the name finds the key's role, and nothing else.
+        assert_eq!(KeyName::of("first-key").0.len(), "key:".len() + 12);
+        assert_eq!(
+            keys.role_of_name(&KeyName::of("first-key")),
+            Some(Role::Read)
+        );
+        assert_eq!(
+            keys.role_of_name(&KeyName::of("second-key")),
+            Some(Role::Admin)
+        );
+        assert_eq!(keys.role_of_name(&KeyName::of("third-key")), None);
     }
 
     #[test]

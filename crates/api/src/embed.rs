@@ -47,16 +47,7 @@ impl Embedded {
         if self.state.config.insecure && self.state.keys.is_empty() {
             return Some(Role::Admin);
         }
-        let mut role = None;
-        for k in &self.state.config.keys {
-            if KeyName::of(k.key.expose()).0 == name.0 {
-                role = match (role, k.role) {
-                    (Some(Role::Admin), _) | (_, Role::Admin) => Some(Role::Admin),
-                    _ => Some(Role::Read),
-                };
-            }
-        }
-        role
+        self.state.keys.role_of_name(name)
     }
 
     /// A server secret for signing sessions: stable across restarts and replicas that share

@@ -159,8 +159,8 @@ impl Browser {
         Ok(v[ELEMENT].as_str().context("no element id")?.to_owned())
     }
 
-    /// How many elements match `css`.
-    pub async fn count(&self, css: &str) -> anyhow::Result<usize> {
+    /// The ids of every element matching `css`.
+    async fn elements(&self, css: &str) -> anyhow::Result<Vec<String>> {
         let v = self
             .session(
                 "POST",
@@ -168,7 +168,16 @@ impl Browser {
                 Some(json!({"using": "css selector", "value": css})),
             )
             .await?;
-        Ok(v.as_array().map_or(0, Vec::len))
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e[ELEMENT].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// How many elements match `css`.
+    pub async fn count(&self, css: &str) -> anyhow::Result<usize> {
+        Ok(self.elements(css).await?.len())
     }
 
     /// The visible text of the first element matching `css`.
@@ -179,16 +188,8 @@ impl Browser {
 
     /// The texts of every element matching `css`.
     pub async fn texts(&self, css: &str) -> anyhow::Result<Vec<String>> {
-        let v = self
-            .session(
-                "POST",
-                "/elements",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await?;
         let mut out = Vec::new();
-        for e in v.as_array().into_iter().flatten() {
-            let id = e[ELEMENT].as_str().unwrap_or_default();
+        for id in self.elements(css).await? {
             out.push(self.string(&format!("/element/{id}/text")).await?);
         }
         Ok(out)
