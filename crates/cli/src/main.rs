@@ -97,7 +97,7 @@ async fn metrics_at(
 }
 
 async fn bind(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+    showpass_core::http::bind(addr)
         .await
         .with_context(|| format!("binding {name} {addr}"))
 }

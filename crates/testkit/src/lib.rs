@@ -13,7 +13,7 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use showpass_core::nats::NatsConfig;
 use showpass_ingest::IngestConfig;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "test-secret-9f1c2e";
@@ -55,7 +55,9 @@ impl TestIngest {
     }
 
     pub async fn start_config(config: IngestConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = showpass_core::http::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(showpass_ingest::run(

@@ -37,7 +37,9 @@ impl Platform {
         );
         config.keys.extend(ApiConfig::parse_keys(READ_KEY));
         config.health_refresh = Duration::from_millis(200);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = showpass_core::http::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let api = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         tokio::spawn(showpass_api::run(config, listener, shutdown.clone()));

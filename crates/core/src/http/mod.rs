@@ -56,6 +56,24 @@ impl Default for Limits {
     }
 }
 
+/// How many connections a listener from [`bind`] queues before they are accepted. The
+/// default of `listen()` callers (128) overflows on a burst of webhooks; the kernel caps this
+/// at `net.core.somaxconn` (4096 on current Linux).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a public listener on `addr` with room for [`LISTEN_BACKLOG`] connections waiting to
+/// be accepted (past the queue, the kernel drops handshakes: the client sees a reset or
+/// retransmits for seconds).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How long shutdown waits for requests in flight before closing their connections.
 const DRAIN: Duration = Duration::from_secs(30);
 
