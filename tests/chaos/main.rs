@@ -15,6 +15,8 @@
 #[path = "../common/bin.rs"]
 mod bin;
 mod cluster;
+mod failover;
+mod nats_cluster;
 mod traffic;
 mod verify;
 
@@ -354,7 +356,8 @@ async fn run_once(
     let js = jetstream::new(client);
     let ledger = Arc::new(Ledger::new(deliveries.len()));
     let (rate, workers) = if faulty { (plan.rate, 16) } else { (1e9, 16) };
-    let send = traffic::send_all(platform.addr, deliveries, &ledger, rate, workers);
+    let addrs = [platform.addr];
+    let send = traffic::send_all(&addrs, deliveries, &ledger, rate, workers);
     let injected = if faulty {
         let (_, injected) = tokio::join!(send, inject(platform, plan, &ledger, &pool, &js));
         injected

@@ -172,14 +172,14 @@ impl Ledger {
 /// Sends every delivery at about `rate` per second from `workers` senders, retrying each until
 /// it is answered 2xx (as Showpass does), until all are acknowledged.
 pub async fn send_all(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     deliveries: &[Delivery],
     ledger: &Ledger,
     rate: f64,
     workers: usize,
 ) {
     let queue = Mutex::new(VecDeque::from_iter(
-        (0..deliveries.len()).map(|i| (i, Instant::now())),
+        (0..deliveries.len()).map(|i| (i, Instant::now(), 0usize)),
     ));
     let outstanding = AtomicU64::new(deliveries.len() as u64);
     let interval = Duration::from_secs_f64(1.0 / rate);
@@ -187,7 +187,7 @@ pub async fn send_all(
     let worker = || async {
         loop {
             let job = queue.lock().unwrap().pop_front();
-            let Some((i, not_before)) = job else {
+            let Some((i, not_before, tries)) = job else {
                 if outstanding.load(Ordering::Relaxed) == 0 {
                     return;
                 }
@@ -204,6 +204,8 @@ pub async fn send_all(
             tokio::time::sleep_until(slot.into()).await;
             ledger.attempts.fetch_add(1, Ordering::Relaxed);
             let refused_as_expected = |status| deliveries[i].expect == Expect::Refused(status);
+            // A retry goes to the next ingest, as behind a load balancer.
+            let addr = addrs[(i + tries) % addrs.len()];
             match post(addr, &deliveries[i]).await {
                 Ok(status) if (200..300).contains(&status) || refused_as_expected(status) => {
                     ledger.acknowledged[i].store(true, Ordering::Relaxed);
@@ -219,7 +221,7 @@ pub async fn send_all(
             }
             // Showpass retries later; so do we, after a short pause.
             let retry_at = Instant::now() + Duration::from_millis(200);
-            queue.lock().unwrap().push_back((i, retry_at));
+            queue.lock().unwrap().push_back((i, retry_at, tries + 1));
         }
     };
     futures::future::join_all((0..workers).map(|_| worker())).await;
