@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bin::free_port;
+use showpass_testkit::nats_server_binary;
 
 const ROUTE_PASSWORD: &str = "chaosroutepw";
 
@@ -85,7 +86,7 @@ impl NatsCluster {
     /// Starts one node again, on its store; waits until it takes clients.
     pub fn restart(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let child = Command::new(nats_server())
+        let child = Command::new(nats_server_binary())
             .arg("-c")
             .arg(&node.config)
             .env("SERVER_NAME", &node.name)
@@ -163,23 +164,9 @@ fn node_config(
     text
 }
 
-fn nats_server() -> String {
-    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
-        [
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-            "/usr/local/bin/nats-server",
-        ]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("nats-server")
-        .to_owned()
-    })
-}
-
 /// `nats-server --version`: `nats-server: v2.9.10`.
 fn nats_server_version() -> (u32, u32) {
-    let out = Command::new(nats_server())
+    let out = Command::new(nats_server_binary())
         .arg("--version")
         .output()
         .expect("running nats-server --version");

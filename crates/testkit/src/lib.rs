@@ -340,7 +340,8 @@ impl Drop for PrivateNats {
     }
 }
 
-fn nats_server_binary() -> String {
+/// The nats-server to run: `NATS_SERVER_BIN`, else Debian's or another usual place.
+pub fn nats_server_binary() -> String {
     std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
         [
             "/usr/sbin/nats-server",
