@@ -43,7 +43,7 @@ impl NatsCluster {
                 let config = dir.path().join(format!("n{}.conf", i + 1));
                 std::fs::write(
                     &config,
-                    node_config(&deployed, i, &ports, client, http, route, &store),
+                    node_config(&deployed, &ports, client, http, route, &store),
                 )
                 .unwrap();
                 Node {
@@ -122,7 +122,6 @@ impl Drop for NatsCluster {
 /// changed deploy file fails here, not quietly.
 fn node_config(
     deployed: &str,
-    _i: usize,
     ports: &[(u16, u16, u16)],
     client: u16,
     http: u16,
