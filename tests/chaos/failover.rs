@@ -357,6 +357,7 @@ fn run(deliveries: usize, rate: f64, hold: Duration) {
         Postgres::start(),
         "reference",
         logs.path(),
+        1,
     );
     let plan = Plan {
         deliveries,
@@ -366,6 +367,7 @@ fn run(deliveries: usize, rate: f64, hold: Duration) {
         hold,
         long_hold: hold,
         gap: hold,
+        parallelism: 1,
     };
     let (_, _, reference_models, _) = rt.block_on(run_once(&mut reference, &plan, &good, false));
     let differences = verify::differences(&models, &reference_models);

@@ -79,6 +79,8 @@ struct Plan {
     hold: Duration,
     long_hold: Duration,
     gap: Duration,
+    /// The faulty run's `PROJECTOR_PARALLELISM` (the fault-free one applies over one).
+    parallelism: usize,
 }
 
 impl Plan {
@@ -95,6 +97,9 @@ impl Plan {
         }
         if let Some(r) = var("CHAOS_ROUNDS") {
             self.rounds = r as usize;
+        }
+        if let Some(p) = var("CHAOS_PARALLELISM") {
+            self.parallelism = p as usize;
         }
         self
     }
@@ -134,7 +139,14 @@ struct Platform {
 }
 
 impl Platform {
-    fn start(nats: PrivateNats, postgres: Postgres, tag: &str, logs: &Path) -> Self {
+    /// Starts the platform; its projector applies each batch over `parallelism` connections.
+    fn start(
+        nats: PrivateNats,
+        postgres: Postgres,
+        tag: &str,
+        logs: &Path,
+        parallelism: usize,
+    ) -> Self {
         let prefix = format!("chaos{tag}");
         let database_url = postgres.url(&format!("chaos_{tag}"));
         let port = bin::free_port();
@@ -145,6 +157,7 @@ impl Platform {
             ("SHOWPASS_WEBHOOK_SECRET", traffic::SECRET.to_owned()),
             ("INGEST_ADDR", format!("127.0.0.1:{port}")),
             ("RUST_LOG", "info".to_owned()),
+            ("PROJECTOR_PARALLELISM", parallelism.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -390,11 +403,14 @@ fn run(plan: Plan) {
     );
     let started = Instant::now();
 
+    // The faults hit a projector applying each batch in lanes; the reference applies each in
+    // one transaction, so equal read models also say the lanes changed nothing.
     let mut faulty = Platform::start(
         PrivateNats::start(),
         Postgres::start(),
         "faulty",
         logs.path(),
+        plan.parallelism,
     );
     // A watchdog: a harness or platform that stops making progress fails, never hangs CI.
     let budget = Duration::from_secs_f64(plan.deliveries as f64 / plan.rate * 3.0 + 900.0);
@@ -404,7 +420,7 @@ fn run(plan: Plan) {
         })
         .unwrap_or_else(|_| panic!("the faulty run did not finish within {budget:?}"));
     let Platform { nats, postgres, .. } = faulty;
-    let mut reference = Platform::start(nats, postgres, "reference", logs.path());
+    let mut reference = Platform::start(nats, postgres, "reference", logs.path(), 1);
     let (_, reference_accounting, reference_models, _) = rt
         .block_on(async {
             tokio::time::timeout(budget, run_once(&mut reference, &plan, &good, false)).await
@@ -419,10 +435,11 @@ fn run(plan: Plan) {
         .collect();
     println!();
     println!(
-        "fault injection: {} deliveries ({} of them signed poison), {} faults, {:.0} s",
+        "fault injection: {} deliveries ({} of them signed poison), {} faults, projector over {} connections, {:.0} s",
         deliveries.len(),
         plan.poison,
         injected.len(),
+        plan.parallelism,
         started.elapsed().as_secs_f64()
     );
     println!();
@@ -533,6 +550,7 @@ fn a_short_fault_injection_run_loses_nothing_and_applies_nothing_twice() {
         hold: Duration::from_secs(2),
         long_hold: Duration::from_secs(3),
         gap: Duration::from_secs(1),
+        parallelism: 3,
     }
     .resized_by_env());
 }
@@ -550,6 +568,7 @@ fn the_long_fault_injection_run_loses_nothing_and_applies_nothing_twice() {
         hold: Duration::from_secs(3),
         long_hold: Duration::from_secs(10),
         gap: Duration::from_secs(2),
+        parallelism: 3,
     }
     .resized_by_env());
 }

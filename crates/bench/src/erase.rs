@@ -54,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (mut ingest, addr) =
         services::spawn_ingest(bin, &prefix, &secret, &args.nats_url, "").await?;
     let mut projector =
-        services::spawn_projector(bin, &prefix, &args.database_url, &args.nats_url)?;
+        services::spawn_projector(bin, &prefix, &args.database_url, &args.nats_url, &[])?;
     let client = nats::connect(&nats_config, "bench").await?;
     let js = nats::jetstream(client, Duration::from_secs(10));
 

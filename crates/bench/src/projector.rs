@@ -1,5 +1,6 @@
-//! The projector benchmark: catch-up from a pre-filled stream beside a bulk COPY of the same
-//! rows, and freshness (202 → visible in PostgreSQL) at a steady delivery rate.
+//! The projector benchmark: catch-up from a pre-filled stream at several parallelisms, beside a
+//! bulk COPY of the same rows, for one organization's traffic and for 200 organizations'; and
+//! freshness (202 → visible in PostgreSQL) at a steady delivery rate.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -39,6 +40,13 @@ pub struct Args {
     postgres: String,
     #[arg(long)]
     showpass_bin: Option<PathBuf>,
+    /// The catch-up is measured at each of these `PROJECTOR_PARALLELISM`s, side by side; the
+    /// ratios are to the first.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    parallelism: Vec<usize>,
+    /// One workload per number of organizations in the simulated traffic.
+    #[arg(long, value_delimiter = ',', default_value = "1,200")]
+    organizations: Vec<usize>,
 }
 
 /// The tables the projector writes, in an order COPY can fill.
@@ -59,25 +67,70 @@ const TABLES: [&str; 12] = [
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let prefix = format!("benchproj{run_id}");
     let secret = format!("bench-{run_id}");
-    let db = format!("{}/bench_{run_id}", args.postgres.trim_end_matches('/'));
-    let copy_db = format!(
-        "{}/bench_{run_id}_copy",
-        args.postgres.trim_end_matches('/')
-    );
-    let bin = args.showpass_bin.as_deref();
-    showpass_store::migrate(&showpass_store::DatabaseUrl::parse(&db)?).await?;
-    let (mut ingest, addr) =
-        services::spawn_ingest(bin, &prefix, &secret, &args.nats_url, "").await?;
-    let mut nats_config = NatsConfig::local(prefix.clone());
-    nats_config.url = args.nats_url.parse()?;
+    let server = args.postgres.trim_end_matches('/').to_owned();
+    let mut prefixes = Vec::new();
+    let mut databases = Vec::new();
+    let result = async {
+        for &organizations in &args.organizations {
+            let prefix = format!("benchproj{run_id}o{organizations}");
+            prefixes.push(prefix.clone());
+            workload(
+                &args,
+                &run_id,
+                &secret,
+                &prefix,
+                organizations,
+                &mut databases,
+            )
+            .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
 
+    if let Ok(client) = async_nats::connect(args.nats_url.as_str()).await {
+        let js = async_nats::jetstream::new(client);
+        for prefix in &prefixes {
+            for s in NatsConfig::local(prefix.clone()).all_streams() {
+                let _ = js.delete_stream(s).await;
+            }
+        }
+    }
+    if let Ok(mut admin) = PgConnection::connect(&format!("{server}/postgres")).await {
+        for name in &databases {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+    result
+}
+
+/// One workload: the stream pre-filled with simulated traffic of `organizations`
+/// organizations, caught up from scratch at each parallelism in turn, beside a COPY of the
+/// rows; then (the last workload) freshness at a steady rate.
+async fn workload(
+    args: &Args,
+    run_id: &str,
+    secret: &str,
+    prefix: &str,
+    organizations: usize,
+    databases: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let server = args.postgres.trim_end_matches('/');
+    let bin = args.showpass_bin.as_deref();
+    let (mut ingest, addr) =
+        services::spawn_ingest(bin, prefix, secret, &args.nats_url, "").await?;
+    let mut nats_config = NatsConfig::local(prefix.to_owned());
+    nats_config.url = args.nats_url.parse()?;
     let result = async {
         // 1. Pre-fill the stream through ingest.
+        println!();
+        println!("## {organizations} organization(s)");
         print!("pre-filling: {} simulated deliveries through ingest... ", args.count);
         std::io::stdout().flush()?;
-        let sim = Simulator::new(SimConfig { seed: 7, ..SimConfig::default() });
+        let sim = Simulator::new(SimConfig { seed: 7, organizations, ..SimConfig::default() });
         let deliveries: Vec<(String, Vec<u8>)> = sim.take(args.count).map(|d| {
             let sig = signature::sign(secret.as_bytes(), &d.id);
             (sig, d.body)
@@ -90,55 +143,64 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let events = stream.info().await?.state.last_sequence;
         println!("{events} events stored in {:.1}s", started.elapsed().as_secs_f64());
 
-        // 2. Catch-up.
-        let mut projector = services::spawn_projector(bin, &prefix, &db, &args.nats_url)?;
-        let started = Instant::now();
-        let mut conn = PgConnection::connect(&db).await?;
-        wait_for_checkpoint(&mut conn, &nats_config.events_stream(), events, Duration::from_secs(600)).await?;
-        let catch_up = started.elapsed();
-        let rate = events as f64 / catch_up.as_secs_f64();
-        let (rows, copy) = copy_rows(&db, &copy_db).await?;
+        // 2. Catch-up from scratch, once per parallelism, the same stream each time.
+        let mut caught_up = Vec::new();
+        for &parallelism in &args.parallelism {
+            let name = format!("bench_{run_id}_o{organizations}_p{parallelism}");
+            databases.push(name.clone());
+            let db = format!("{server}/{name}");
+            showpass_store::migrate(&showpass_store::DatabaseUrl::parse(&db)?).await?;
+            let env = [("PROJECTOR_PARALLELISM", parallelism.to_string())];
+            let mut projector = services::spawn_projector(bin, prefix, &db, &args.nats_url, &env)?;
+            let started = Instant::now();
+            let mut conn = PgConnection::connect(&db).await?;
+            wait_for_checkpoint(&mut conn, &nats_config.events_stream(), events, Duration::from_secs(900)).await?;
+            caught_up.push((parallelism, db, started.elapsed()));
+            services::stop(&mut projector).await;
+        }
+        let name = format!("bench_{run_id}_o{organizations}_copy");
+        databases.push(name.clone());
+        let (first_p, first_db, first) = caught_up.first().context("no parallelism given")?.clone();
+        let (rows, copy) = copy_rows(&first_db, &format!("{server}/{name}")).await?;
         let copy_rate = events as f64 / copy.as_secs_f64();
         println!();
-        println!("| path | time | events/s | rows |");
-        println!("|---|---:|---:|---:|");
-        println!("| projector catch-up ({events} events) | {:.2}s | {rate:.0} | {rows} |", catch_up.as_secs_f64());
-        println!("| bulk COPY of the same rows into the same tables | {:.2}s | {copy_rate:.0} | {rows} |", copy.as_secs_f64());
-        println!();
-        println!("projector catch-up reaches {:.1}% of the COPY rate", rate / copy_rate * 100.0);
+        println!("| path ({events} events, {rows} rows) | time | events/s | ÷ parallelism {first_p} | ÷ COPY |");
+        println!("|---|---:|---:|---:|---:|");
+        for (parallelism, _, took) in &caught_up {
+            let rate = events as f64 / took.as_secs_f64();
+            println!(
+                "| projector catch-up, PROJECTOR_PARALLELISM={parallelism} | {:.2}s | {rate:.0} | {:.2} | {:.1}% |",
+                took.as_secs_f64(),
+                first.as_secs_f64() / took.as_secs_f64(),
+                rate / copy_rate * 100.0
+            );
+        }
+        println!("| bulk COPY of the same rows into the same tables | {:.2}s | {copy_rate:.0} | | 100% |", copy.as_secs_f64());
 
-        // 3. Freshness at a steady rate, with the projector caught up.
-        let mut fresh = freshness(addr, &secret, &db, args.rate, args.freshness_for).await?;
-        println!(
-            "freshness at {} deliveries/s for {:?}: {} deliveries, 202 → visible in PostgreSQL p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            args.rate,
-            args.freshness_for,
-            fresh.latencies_us.len(),
-            fresh.percentile_ms(50.0),
-            fresh.percentile_ms(99.0),
-            fresh.percentile_ms(100.0)
-        );
-        services::stop(&mut projector).await;
+        // 3. Freshness at a steady rate, the projector (at its default parallelism) caught up.
+        if Some(&organizations) == args.organizations.last() && !args.freshness_for.is_zero() {
+            let (_, db, _) = caught_up.last().context("no parallelism given")?;
+            let mut projector = services::spawn_projector(bin, prefix, db, &args.nats_url, &[])?;
+            let mut conn = PgConnection::connect(db).await?;
+            wait_for_checkpoint(&mut conn, &nats_config.events_stream(), events, Duration::from_secs(60)).await?;
+            let mut fresh = freshness(addr, secret, db, args.rate, args.freshness_for).await?;
+            println!();
+            println!(
+                "freshness at {} deliveries/s for {:?} (PROJECTOR_PARALLELISM default, {}): {} deliveries, 202 → visible in PostgreSQL p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                args.rate,
+                args.freshness_for,
+                showpass_projector::DEFAULT_PARALLELISM,
+                fresh.latencies_us.len(),
+                fresh.percentile_ms(50.0),
+                fresh.percentile_ms(99.0),
+                fresh.percentile_ms(100.0)
+            );
+            services::stop(&mut projector).await;
+        }
         anyhow::Ok(())
     }
     .await;
-
     services::stop(&mut ingest).await;
-    if let Ok(client) = async_nats::connect(args.nats_url.as_str()).await {
-        let js = async_nats::jetstream::new(client);
-        for s in nats_config.all_streams() {
-            let _ = js.delete_stream(s).await;
-        }
-    }
-    if let Ok(mut admin) =
-        PgConnection::connect(&format!("{}/postgres", args.postgres.trim_end_matches('/'))).await
-    {
-        for name in [format!("bench_{run_id}"), format!("bench_{run_id}_copy")] {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await;
-        }
-    }
     result
 }
 

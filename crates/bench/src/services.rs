@@ -84,10 +84,12 @@ pub fn spawn_projector(
     prefix: &str,
     database_url: &str,
     nats_url: &str,
+    env: &[(&str, String)],
 ) -> anyhow::Result<Child> {
     let bin = showpass_bin(bin);
     tokio::process::Command::new(&bin)
         .arg("projector")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("DATABASE_URL", database_url)
         .env("NATS_URL", nats_url)
         .env("NATS_SUBJECT_PREFIX", prefix)

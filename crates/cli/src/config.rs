@@ -264,6 +264,13 @@ pub struct ProjectorOnlyArgs {
         default_value_t = 1_000
     )]
     pub batch_size: usize,
+    /// How many PostgreSQL connections apply a batch's events at once (1 to 64).
+    #[arg(
+        long = "projector-parallelism",
+        env = "PROJECTOR_PARALLELISM",
+        default_value_t = showpass_projector::DEFAULT_PARALLELISM
+    )]
+    pub parallelism: usize,
     /// How long to wait for more events to fill a batch once one has arrived.
     #[arg(long = "projector-batch-linger", env = "PROJECTOR_BATCH_LINGER", default_value = "10ms", value_parser = parse_duration)]
     pub batch_linger: Duration,
@@ -286,6 +293,11 @@ impl ProjectorOnlyArgs {
             "PROJECTOR_BATCH_SIZE must be between 1 and 50000"
         );
         anyhow::ensure!(
+            (1..=showpass_projector::MAX_PARALLELISM).contains(&self.parallelism),
+            "PROJECTOR_PARALLELISM must be between 1 and {}",
+            showpass_projector::MAX_PARALLELISM
+        );
+        anyhow::ensure!(
             self.max_ack_pending > 0,
             "PROJECTOR_MAX_ACK_PENDING must be positive"
         );
@@ -293,6 +305,7 @@ impl ProjectorOnlyArgs {
             nats,
             database_url: self.database.url()?,
             batch_size: self.batch_size,
+            parallelism: self.parallelism,
             batch_linger: self.batch_linger,
             max_ack_pending: self.max_ack_pending,
             standby_poll: Duration::from_millis(500),

@@ -11,6 +11,11 @@ use tracing::Instrument as _;
 use crate::apply::{self, ApplyError, Incoming, Tally};
 use crate::meta::Meta;
 
+/// The fewest events worth splitting into lanes: a smaller batch (what live traffic makes, a
+/// few events each) is one transaction, as lanes would only add a transaction to it (the
+/// checkpoint's) and the time to the next batch.
+pub const MIN_SPLIT: usize = 64;
+
 /// Which of the two streams a message comes from, and so what applying it means: an event
 /// changes the read models, a delivery record only the delivery log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,21 +54,26 @@ impl BatchLimits {
     }
 }
 
-/// Messages of one stream, decoded as they are taken in, to be applied in one transaction.
+/// Messages of one stream, decoded as they are taken in, to be applied in one transaction, or
+/// one per lane (see [`apply::split`] and [`apply::apply_parallel`]).
 #[derive(Debug)]
 pub struct Batch {
     source: Source,
     events: Vec<Incoming>,
+    /// How many lanes its events are split into when applied.
+    lanes: usize,
     records: Vec<Meta>,
     weight: usize,
     bytes: usize,
 }
 
 impl Batch {
-    pub fn new(source: Source) -> Self {
+    /// An empty batch, its events to be applied over `lanes` connections.
+    pub fn new(source: Source, lanes: usize) -> Self {
         Self {
             source,
             events: Vec::new(),
+            lanes: lanes.max(1),
             records: Vec::new(),
             weight: 0,
             bytes: 0,
@@ -109,18 +119,29 @@ impl Batch {
     }
 
     /// Applies the batch in one transaction (event by event if the data makes the whole
-    /// impossible), inside a `batch` span that gives its size and time.
-    pub async fn apply(&self, conn: &mut PgConnection, stream: &str) -> Result<Tally, ApplyError> {
+    /// impossible), or its events in one per lane over `conn` and `more`, inside a `batch`
+    /// span that gives its size and time.
+    pub async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        more: &mut [PgConnection],
+        stream: &str,
+    ) -> Result<Tally, ApplyError> {
         let span = tracing::info_span!(
             "batch",
             stream,
             messages = self.len(),
+            lanes = self.lanes,
             weight = self.weight,
             elapsed_ms = tracing::field::Empty,
         );
         async {
             let started = std::time::Instant::now();
             let tally = match self.source {
+                Source::Events if self.lanes > 1 && self.events.len() >= MIN_SPLIT => {
+                    let lanes = apply::split(&self.events, self.lanes);
+                    apply::apply_parallel(conn, more, stream, &lanes).await
+                }
                 Source::Events => apply::apply_resilient(conn, stream, &self.events).await,
                 Source::Deliveries => {
                     apply::apply_records_resilient(conn, stream, &self.records).await
@@ -137,6 +158,6 @@ impl Batch {
 
     /// Empties it for the next batch.
     pub fn clear(&mut self) {
-        *self = Self::new(self.source);
+        *self = Self::new(self.source, self.lanes);
     }
 }

@@ -19,8 +19,11 @@ use crate::pass::{Pass, pass};
 pub struct ProjectorConfig {
     pub nats: NatsConfig,
     pub database_url: DatabaseUrl,
-    /// Most events applied in one transaction.
+    /// Most events in one batch.
     pub batch_size: usize,
+    /// How many PostgreSQL connections apply a batch's events at once (its lanes, see
+    /// [`crate::apply_parallel`]); 1 applies each batch in one transaction.
+    pub parallelism: usize,
     /// How long to wait for more events to fill a batch once one has arrived.
     pub batch_linger: Duration,
     /// Most unacknowledged events the consumer hands out.
@@ -37,6 +40,7 @@ impl ProjectorConfig {
             nats,
             database_url,
             batch_size: 1_000,
+            parallelism: DEFAULT_PARALLELISM,
             batch_linger: Duration::from_millis(10),
             max_ack_pending: 20_000,
             standby_poll: Duration::from_millis(500),
@@ -44,6 +48,12 @@ impl ProjectorConfig {
         }
     }
 }
+
+/// The default of `PROJECTOR_PARALLELISM`, from docs/benchmarks.md ("Parallel catch-up").
+pub const DEFAULT_PARALLELISM: usize = 2;
+
+/// Most connections a batch may be applied over.
+pub const MAX_PARALLELISM: usize = 64;
 
 /// How often the leader looks for messages an erasure still has to redact.
 const ERASURE_SWEEP: Duration = Duration::from_secs(2);
@@ -103,11 +113,14 @@ fn leader_key(prefix: &str) -> i64 {
     h as i64
 }
 
-/// Holds the leader's connections: one owns the session lock, the others apply batches and
-/// are checked against it before each batch.
+/// Holds the leader's connections: one owns the session lock (checked every second), the
+/// others apply batches: the events' (the first of them also moves the checkpoint) and the
+/// delivery records'.
 struct Leadership {
     lock_conn: PgConnection,
     events_conn: PgConnection,
+    /// The events' other lanes (`parallelism - 1`).
+    lane_conns: Vec<PgConnection>,
     records_conn: PgConnection,
 }
 
@@ -130,10 +143,15 @@ async fn acquire_leadership(
                 return anyhow::Ok(None);
             }
             let events_conn = PgConnection::connect_with(&options).await?;
+            let mut lane_conns = Vec::new();
+            for _ in 1..config.parallelism.clamp(1, MAX_PARALLELISM) {
+                lane_conns.push(PgConnection::connect_with(&options).await?);
+            }
             let records_conn = PgConnection::connect_with(&options).await?;
             Ok(Some(Leadership {
                 lock_conn,
                 events_conn,
+                lane_conns,
                 records_conn,
             }))
         };
@@ -168,6 +186,7 @@ async fn lead_until_lost(
         &events_stream,
         Source::Events,
         &mut lead.events_conn,
+        &mut lead.lane_conns,
         &stop,
     );
     let records = consume(
@@ -176,6 +195,7 @@ async fn lead_until_lost(
         &deliveries_stream,
         Source::Deliveries,
         &mut lead.records_conn,
+        &mut [],
         &stop,
     );
     // Leadership lasts as long as the lock's session: check it, and stop both loops if it goes.
@@ -246,6 +266,7 @@ async fn consume(
     stream_name: &str,
     source: Source,
     conn: &mut PgConnection,
+    more: &mut [PgConnection],
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let consumer_name = match source {
@@ -304,7 +325,7 @@ async fn consume(
             .context("starting to pull")?;
         tracing::info!(stream = stream_name, from = checkpoint + 1, "consuming");
         let mut messages = std::pin::pin!(messages);
-        match pass(conn, stream_name, source, &mut messages, limits, stop).await? {
+        match pass(conn, more, stream_name, source, &mut messages, limits, stop).await? {
             Pass::Stopped => return Ok(()),
             Pass::Restart(why) => {
                 tracing::warn!(stream = stream_name, reason = %why, "starting again from the checkpoint");

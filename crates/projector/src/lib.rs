@@ -1,7 +1,9 @@
 //! projector: consumes the event store and maintains the read models in PostgreSQL.
 //!
 //! Exactly-once effects: each batch of events is applied in one transaction together with the
-//! processed-event markers and the stream checkpoint; JetStream acks come after the commit. A
+//! processed-event markers and the stream checkpoint, or split by order into lanes applied at
+//! once, the checkpoint moved after they all commit ([`apply_parallel`]); JetStream acks come
+//! after the commit. A
 //! redelivered event is recognised by its marker in the ledger (never by the checkpoint alone)
 //! and changes nothing. No event can stop the stream: one that cannot be applied is recorded
 //! `failed` with its reason (see [`apply`]).
@@ -19,11 +21,14 @@ pub mod plan;
 mod rebuild;
 
 pub use apply::{
-    ApplyError, Incoming, SWAP_LOCK, Tally, apply_events, apply_records, apply_records_resilient,
-    apply_resilient,
+    ApplyError, Incoming, SWAP_LOCK, Tally, apply_events, apply_parallel, apply_records,
+    apply_records_resilient, apply_resilient,
 };
-pub use batch::{Batch, BatchLimits, Source};
-pub use consumer::{DELIVERIES_CONSUMER, EVENTS_CONSUMER, ProjectorConfig, run};
+pub use batch::{Batch, BatchLimits, MIN_SPLIT, Source};
+pub use consumer::{
+    DEFAULT_PARALLELISM, DELIVERIES_CONSUMER, EVENTS_CONSUMER, MAX_PARALLELISM, ProjectorConfig,
+    run,
+};
 pub use janitor::expire_delivery_log;
 pub use meta::Meta;
 pub use pass::{Continuity, Filled, Pass, fill_batch, pass};

@@ -35,7 +35,7 @@ pub struct Continuity {
     last_consumer_seq: Option<u64>,
 }
 
-/// Takes messages into a batch, starting with `first`, until a limit is reached or the
+/// Takes messages into `batch` (empty), starting with `first`, until a limit is reached or the
 /// linger time passes. Stops short (and says why) at a pull error, a message whose metadata
 /// cannot be read (it has no place in the stream, so it is neither applied nor acked), or a
 /// gap in the consumer's sequence; what came before still forms the batch.
@@ -43,7 +43,7 @@ pub async fn fill_batch<S, E>(
     first: Result<jetstream::Message, E>,
     messages: &mut S,
     stream_name: &str,
-    source: Source,
+    batch: Batch,
     limits: BatchLimits,
     continuity: &mut Continuity,
 ) -> Filled
@@ -52,7 +52,7 @@ where
     E: std::fmt::Display,
 {
     let mut filled = Filled {
-        batch: Batch::new(source),
+        batch,
         messages: Vec::new(),
         interrupted: None,
     };
@@ -109,9 +109,11 @@ where
     filled
 }
 
-/// Pulls, applies and acks batches until `stop`, or until the pass must start again.
+/// Pulls, applies and acks batches until `stop`, or until the pass must start again. Events are
+/// applied over `conn` and `more` at once (see [`crate::apply_parallel`]).
 pub async fn pass<S, E>(
     conn: &mut PgConnection,
+    more: &mut [PgConnection],
     stream_name: &str,
     source: Source,
     messages: &mut S,
@@ -141,13 +143,13 @@ where
             first,
             messages,
             stream_name,
-            source,
+            Batch::new(source, more.len() + 1),
             limits,
             &mut continuity,
         )
         .await;
         if !batch.is_empty() {
-            if apply_with_retry(conn, stream_name, &batch, &pulled, stop)
+            if apply_with_retry(conn, more, stream_name, &batch, &pulled, stop)
                 .await?
                 .is_none()
             {
@@ -170,6 +172,7 @@ where
 /// messages from being redelivered meanwhile. `None` when stopped first.
 async fn apply_with_retry(
     conn: &mut PgConnection,
+    more: &mut [PgConnection],
     stream_name: &str,
     batch: &Batch,
     pulled: &[jetstream::Message],
@@ -178,7 +181,7 @@ async fn apply_with_retry(
     let mut backoff = Duration::from_millis(100);
     let started = Instant::now();
     loop {
-        match batch.apply(conn, stream_name).await {
+        match batch.apply(conn, more, stream_name).await {
             Ok(t) => return Ok(Some(t)),
             Err(ApplyError::Database(e)) if is_connection_error(&e) => {
                 // The leader's connections are tied to its lock; a lost connection means

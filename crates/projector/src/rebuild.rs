@@ -69,13 +69,23 @@ pub async fn rebuild(
         for m in showpass_store::MIGRATOR.iter() {
             sqlx::raw_sql(&m.sql).execute(&mut conn).await.with_context(|| format!("migration {} in {side}", m.version))?;
         }
+        // The events' other lanes, projecting into the side schema too.
+        let mut lanes = Vec::new();
+        for _ in 1..config.parallelism.clamp(1, crate::consumer::MAX_PARALLELISM) {
+            let mut lane = PgConnection::connect_with(&config.database_url.options()).await?;
+            sqlx::raw_sql(&format!("SET search_path TO {side}, public")).execute(&mut lane).await?;
+            lanes.push(lane);
+        }
         let events_stream = config.nats.events_stream();
         let deliveries_stream = config.nats.deliveries_stream();
         let mut report = RebuildReport {
-            events: project_range(&js, &mut conn, &events_stream, Source::Events, 1, None, config.batch_size, progress).await?,
-            records: project_range(&js, &mut conn, &deliveries_stream, Source::Deliveries, 1, None, config.batch_size, progress).await?,
+            events: project_range(&js, &mut conn, &mut lanes, &events_stream, Source::Events, 1, None, config.batch_size, progress).await?,
+            records: project_range(&js, &mut conn, &mut [], &deliveries_stream, Source::Deliveries, 1, None, config.batch_size, progress).await?,
             ..RebuildReport::default()
         };
+        for lane in lanes {
+            let _ = lane.close().await;
+        }
 
         // The swap: no live batch may run meanwhile.
         sqlx::raw_sql("SET search_path TO public").execute(&mut conn).await?;
@@ -86,7 +96,8 @@ pub async fn rebuild(
             let built: i64 = checkpoint(&mut tx, &side, stream).await?;
             if live > built {
                 sqlx::raw_sql(&format!("SET LOCAL search_path TO {side}, public")).execute(&mut *tx).await?;
-                let n = project_range(&js, &mut tx, stream, source, built as u64 + 1, Some(live as u64), config.batch_size, progress).await?;
+                // One lane: the others' connections would wait on this transaction's swap lock.
+                let n = project_range(&js, &mut tx, &mut [], stream, source, built as u64 + 1, Some(live as u64), config.batch_size, progress).await?;
                 if stream == &events_stream { report.events += n } else { report.records += n }
                 sqlx::raw_sql("SET LOCAL search_path TO public").execute(&mut *tx).await?;
             }
@@ -138,12 +149,14 @@ async fn checkpoint(
 }
 
 /// Projects messages `from..=to` (to: the stream's last message now, when `None`) of a stream
-/// through the connection's search_path, in batches bounded like the live projector's. Returns
+/// through the connections' search_path, in batches bounded like the live projector's, events
+/// applied over `conn` and `more` at once. Returns
 /// how many messages were read. Messages deleted from the stream (an erasure) are simply absent.
 #[allow(clippy::too_many_arguments)]
 async fn project_range(
     js: &jetstream::Context,
     conn: &mut PgConnection,
+    more: &mut [PgConnection],
     stream_name: &str,
     source: Source,
     from: u64,
@@ -176,7 +189,7 @@ async fn project_range(
         .await?;
     let mut messages = consumer.messages().await?;
     let limits = BatchLimits::for_rebuild(batch_size);
-    let mut batch = Batch::new(source);
+    let mut batch = Batch::new(source, more.len() + 1);
     let mut done = 0u64;
     loop {
         let Some(m) = tokio::time::timeout(Duration::from_secs(30), messages.next())
@@ -203,7 +216,7 @@ async fn project_range(
         done += 1;
         let end = seq >= last || pending == 0;
         if end || batch.full(&limits) {
-            batch.apply(conn, stream_name).await?;
+            batch.apply(conn, more, stream_name).await?;
             batch.clear();
             progress(stream_name, done, total.max(done));
         }
@@ -212,7 +225,7 @@ async fn project_range(
         }
     }
     if !batch.is_empty() {
-        batch.apply(conn, stream_name).await?;
+        batch.apply(conn, more, stream_name).await?;
     }
     Ok(done)
 }

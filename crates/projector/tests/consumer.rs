@@ -58,6 +58,7 @@ async fn one_pass(
     };
     pass(
         &mut conn,
+        &mut [],
         &ingest.config.nats.events_stream(),
         Source::Events,
         &mut stream,

@@ -301,25 +301,6 @@ async fn two_projectors_never_double_apply_and_the_standby_takes_over(pool: PgPo
     b.stop().await;
 }
 
-/// Every read-model table, each row as JSON, in key order: what the API can answer from.
-async fn snapshot(pool: &PgPool) -> Vec<(String, Vec<serde_json::Value>)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations' ORDER BY 1",
-    )
-    .fetch_all(pool).await.unwrap();
-    let mut out = Vec::new();
-    for t in tables {
-        let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
-            "SELECT to_jsonb(x) FROM {t} x ORDER BY to_jsonb(x)::text"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        out.push((t, rows));
-    }
-    out
-}
-
 /// Rebuilding from the stream, while the projector keeps running, gives exactly the read
 /// models the incremental projection built.
 #[sqlx::test(migrations = "../../migrations")]

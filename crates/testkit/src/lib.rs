@@ -449,3 +449,22 @@ pub async fn caught_up(ingest: &TestIngest, pool: &sqlx::PgPool) {
     }
     panic!("the projector did not catch up");
 }
+
+/// Every read-model table, each row as JSON, in key order: what the API can answer from.
+pub async fn snapshot(pool: &sqlx::PgPool) -> Vec<(String, Vec<serde_json::Value>)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(pool).await.unwrap();
+    let mut out = Vec::new();
+    for t in tables {
+        let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(x) FROM {t} x ORDER BY to_jsonb(x)::text"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        out.push((t, rows));
+    }
+    out
+}

@@ -98,10 +98,34 @@ pub(crate) fn fold_events(
     })
 }
 
+/// What a batch writes to the rows any lane may share (one event's sales cells, its show and
+/// ticket types): written last, just before the commit, so a lane holds them only that long.
+pub(super) struct Shared {
+    deltas: SalesDeltas,
+}
+
+impl Shared {
+    pub(super) async fn write(
+        self,
+        tx: &mut PgConnection,
+        applied: &[(&Incoming, &Invoice)],
+    ) -> Result<(), ApplyError> {
+        sql::upsert_shows(tx, applied).await?;
+        sql::upsert_ticket_types(tx, applied).await?;
+        sql::add_sales(tx, &self.deltas).await?;
+        Ok(())
+    }
+}
+
+/// Applies the invoices to the tickets, orders and customers; answers what is left for the
+/// shared rows. A lane holds every order and customer it recomputes first (those its tickets
+/// or orders lead to are known only once those are read, so they are held then), so it never
+/// recomputes from a snapshot that misses another lane's change.
 pub(super) async fn apply_invoices(
     tx: &mut PgConnection,
     applied: &[(&Incoming, &Invoice)],
-) -> Result<(), ApplyError> {
+    frame: Frame,
+) -> Result<Shared, ApplyError> {
     let ticket_keys: Vec<(String, String)> = applied
         .iter()
         .flat_map(|(_, inv)| {
@@ -154,21 +178,33 @@ pub(super) async fn apply_invoices(
             customers.insert((inv.org_id.clone(), k.clone()));
         }
     }
+    let mut led_to = Vec::new();
     for row in tickets.values() {
-        orders.insert((row.org_id.clone(), row.transaction_id.clone()));
+        let order = (row.org_id.clone(), row.transaction_id.clone());
+        if frame == Frame::Lane && !orders.contains(&order) {
+            led_to.push(lanes::order_entity(&order.0, &order.1));
+        }
+        orders.insert(order);
     }
+    sql::lock_entities(tx, &led_to).await?;
 
     sql::insert_invoices(tx, applied, &booked).await?;
     sql::book_waiting(tx, &rebooked).await?;
     sql::insert_items(tx, applied).await?;
     sql::upsert_tickets(tx, tickets.values()).await?;
-    sql::upsert_shows(tx, applied).await?;
-    sql::upsert_ticket_types(tx, applied).await?;
-    sql::add_sales(tx, &deltas).await?;
 
     let orders: Vec<OrderKey> = orders.into_iter().collect();
     // An order may change hands (its customer is recomputed); the old customer changes too.
-    customers.extend(sql::order_customers(tx, &orders).await?);
+    let previous = sql::order_customers(tx, &orders).await?;
+    if frame == Frame::Lane {
+        let held: Vec<String> = previous
+            .iter()
+            .filter(|c| !customers.contains(*c))
+            .map(|(org, key)| lanes::customer_entity(org, key))
+            .collect();
+        sql::lock_entities(tx, &held).await?;
+    }
+    customers.extend(previous);
     sql::recompute_orders(tx, &orders).await?;
     sql::derive_order_flags(tx, &orders, applied).await?;
     let groups = sql::record_transfer_sides(tx, applied).await?;
@@ -183,5 +219,5 @@ pub(super) async fn apply_invoices(
     sql::recompute_customers(tx, &customers).await?;
     let keys: Vec<String> = applied.iter().map(|(_, inv)| inv.key.clone()).collect();
     sql::mark_conflicting_duplicates(tx, &keys).await?;
-    Ok(())
+    Ok(Shared { deltas })
 }

@@ -13,11 +13,13 @@
 
 pub mod fold;
 mod invoices;
+mod lanes;
 mod records;
 pub(crate) mod sql;
 
 use invoices::apply_invoices;
 pub(crate) use invoices::{Waiting, fold_events};
+pub use lanes::{apply_parallel, split};
 use records::move_past;
 pub use records::{apply_records, apply_records_resilient};
 
@@ -147,14 +149,38 @@ pub(crate) struct Outcome<'a> {
     pub body_sha256: Option<&'a str>,
 }
 
+/// How a batch's transaction is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// The whole batch: its transaction holds the stream's checkpoint row, so batches of one
+    /// stream never overlap, and moves it.
+    Whole,
+    /// One lane of a batch applied over several connections at once ([`apply_parallel`]): it
+    /// holds the entities it touches (advisory locks in one sorted order) instead of the
+    /// checkpoint, which moves only once every lane has committed.
+    Lane,
+}
+
 /// Applies a batch of the events stream, in stream order, exactly once.
 pub async fn apply_events(
     conn: &mut PgConnection,
     stream: &str,
     batch: &[Incoming],
 ) -> Result<Tally, ApplyError> {
+    apply_framed(conn, stream, batch, Frame::Whole).await
+}
+
+async fn apply_framed(
+    conn: &mut PgConnection,
+    stream: &str,
+    batch: &[Incoming],
+    frame: Frame,
+) -> Result<Tally, ApplyError> {
     let mut tx = conn.begin().await?;
-    sql::begin_batch(&mut tx, stream).await?;
+    match frame {
+        Frame::Whole => sql::begin_batch(&mut tx, stream).await?,
+        Frame::Lane => sql::begin_lane(&mut tx).await?,
+    }
     let mut tally = Tally::default();
     let Some(last) = batch.iter().map(|m| m.meta.seq).max() else {
         tx.commit().await?;
@@ -177,6 +203,13 @@ pub async fn apply_events(
     let logged = sql::logged_seqs(&mut tx, stream, &others).await?;
     // What an erased person's data is blanked in before it is applied.
     let redacted = sql::redact_erased(&mut tx, batch).await?;
+    if frame == Frame::Lane {
+        let invoices = batch.iter().filter_map(|m| match &m.decision {
+            Decision::Apply(inv) => Some(redacted.get(&m.meta.seq).unwrap_or(inv)),
+            _ => None,
+        });
+        sql::lock_entities(&mut tx, &lanes::entities(invoices)).await?;
+    }
 
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut applied: Vec<(&Incoming, &Invoice)> = Vec::new();
@@ -248,15 +281,39 @@ pub async fn apply_events(
         });
     }
 
-    if !applied.is_empty() {
-        apply_invoices(&mut tx, &applied).await?;
-    }
+    let shared = if applied.is_empty() {
+        None
+    } else {
+        Some(apply_invoices(&mut tx, &applied, frame).await?)
+    };
     sql::log_deliveries(&mut tx, &outcomes).await?;
     sql::flag_deliveries(&mut tx, &flagged(&outcomes), &keys).await?;
     sql::queue_erased_duplicates(&mut tx, &duplicates(&outcomes)).await?;
-    sql::end_batch(&mut tx, stream, last).await?;
+    // The rows every lane may share come last, so each lane holds them only to its commit.
+    if let Some(shared) = shared {
+        shared.write(&mut tx, &applied).await?;
+    }
+    match frame {
+        Frame::Whole => {
+            sql::note_activity(&mut tx, activity(batch)).await?;
+            sql::end_batch(&mut tx, stream, last).await?;
+        }
+        Frame::Lane => {}
+    }
     tx.commit().await?;
     Ok(tally)
+}
+
+/// Each message's endpoint, arrival and delivery: what moves the endpoints' last accepted
+/// delivery (every message of the events stream was accepted).
+fn activity(batch: &[Incoming]) -> impl Iterator<Item = sql::Seen<'_>> {
+    batch.iter().map(|m| {
+        (
+            m.meta.endpoint.as_str(),
+            m.meta.received_at,
+            m.meta.delivery_id,
+        )
+    })
 }
 
 /// Applies a batch of the events stream; when its data makes that impossible, applies it one
@@ -267,12 +324,21 @@ pub async fn apply_resilient(
     stream: &str,
     batch: &[Incoming],
 ) -> Result<Tally, ApplyError> {
-    match guarded(apply_events(conn, stream, batch)).await {
+    resilient(conn, stream, batch, Frame::Whole).await
+}
+
+async fn resilient(
+    conn: &mut PgConnection,
+    stream: &str,
+    batch: &[Incoming],
+    frame: Frame,
+) -> Result<Tally, ApplyError> {
+    match guarded(apply_framed(conn, stream, batch, frame)).await {
         Err(e) if e.is_deterministic() => {
             tracing::warn!(error = %e, stream, events = batch.len(), "a batch's data cannot be applied; applying it event by event");
             let mut tally = Tally::default();
             for one in batch {
-                tally.add(apply_one(conn, stream, one).await?);
+                tally.add(apply_one(conn, stream, one, frame).await?);
             }
             Ok(tally)
         }
@@ -303,8 +369,9 @@ async fn apply_one(
     conn: &mut PgConnection,
     stream: &str,
     one: &Incoming,
+    frame: Frame,
 ) -> Result<Tally, ApplyError> {
-    let e = match guarded(apply_events(conn, stream, std::slice::from_ref(one))).await {
+    let e = match guarded(apply_framed(conn, stream, std::slice::from_ref(one), frame)).await {
         Err(e) if e.is_deterministic() => e,
         other => return other,
     };
@@ -313,7 +380,14 @@ async fn apply_one(
         decision: Decision::Fail(format!("the event could not be applied: {e}")),
         ..one.clone()
     };
-    match guarded(apply_events(conn, stream, std::slice::from_ref(&failed))).await {
+    match guarded(apply_framed(
+        conn,
+        stream,
+        std::slice::from_ref(&failed),
+        frame,
+    ))
+    .await
+    {
         Err(e) if e.is_deterministic() => {
             tracing::error!(error = %e, seq = one.meta.seq, "the failed event's record cannot be stored; storing a bare one");
             let bare = Incoming {
@@ -323,10 +397,24 @@ async fn apply_one(
                 )),
                 body_sha256: one.body_sha256.clone(),
             };
-            match guarded(apply_events(conn, stream, std::slice::from_ref(&bare))).await {
+            match guarded(apply_framed(
+                conn,
+                stream,
+                std::slice::from_ref(&bare),
+                frame,
+            ))
+            .await
+            {
                 Err(e) if e.is_deterministic() => {
                     tracing::error!(error = %e, seq = one.meta.seq, delivery_id = %one.meta.delivery_id, "not even a bare record of the event can be stored; the stream moves past it unrecorded");
-                    move_past(conn, stream, one.meta.seq).await
+                    match frame {
+                        Frame::Whole => move_past(conn, stream, one.meta.seq).await,
+                        // The batch's checkpoint moves past it once every lane is done.
+                        Frame::Lane => Ok(Tally {
+                            failed: 1,
+                            ..Tally::default()
+                        }),
+                    }
                 }
                 other => other,
             }

@@ -15,13 +15,7 @@ use crate::apply::{Outcome, SWAP_LOCK};
 /// of one (the checkpoint commits with them), and a new leader always restarts the stream
 /// from the checkpoint, so what was lost is projected again from JetStream.
 pub async fn begin_batch(tx: &mut PgConnection, stream: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-        .bind(SWAP_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    begin_lane(tx).await?;
     sqlx::query("INSERT INTO checkpoints (stream, last_seq) VALUES ($1, 0) ON CONFLICT DO NOTHING")
         .bind(stream)
         .execute(&mut *tx)
@@ -30,6 +24,39 @@ pub async fn begin_batch(tx: &mut PgConnection, stream: &str) -> Result<(), sqlx
         .bind(stream)
         .execute(&mut *tx)
         .await?;
+    Ok(())
+}
+
+/// Starts one lane of a batch ([`crate::apply::Frame::Lane`]), and every batch transaction: asynchronous commit, the swap lock shared,
+/// and leaves the checkpoint to the batch's last step.
+pub async fn begin_lane(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(SWAP_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Holds these entities (a ticket, an order, a customer, a transfer group: see
+/// `crate::apply::lanes`) until the transaction ends, as transaction advisory locks taken in
+/// the order of their 64-bit hash, so lanes that share an entity take turns on it, and each
+/// statement after the wait sees what the other lane committed. The hash includes the schema,
+/// so a rebuild's side schema never waits on the live tables' lanes.
+pub async fn lock_entities(tx: &mut PgConnection, keys: &[String]) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(h) FROM (
+             SELECT DISTINCT hashtextextended(current_schema() || ':' || k, 0) AS h
+             FROM UNNEST($1::text[]) k ORDER BY h) held",
+    )
+    .bind(keys)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -202,17 +229,24 @@ pub async fn log_deliveries(
     .bind(rows.iter().map(|r| r.meta.erased_at).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
-    note_activity(tx, &rows).await
+    Ok(())
 }
 
-/// Moves each endpoint's last accepted delivery forward (never back: a replay or a late
-/// redelivery of an old one leaves it), one row per endpoint, in key order.
-async fn note_activity(tx: &mut PgConnection, rows: &[&Outcome<'_>]) -> Result<(), sqlx::Error> {
+/// An accepted delivery as the endpoints' activity counts it: endpoint, arrival, delivery id.
+pub type Seen<'a> = (&'a str, chrono::DateTime<chrono::Utc>, uuid::Uuid);
+
+/// Moves each endpoint's last accepted delivery forward (never back: a replay, a late
+/// redelivery of an old one, or a batch's messages seen twice leave it), one row per endpoint,
+/// in key order.
+pub async fn note_activity<'a>(
+    tx: &mut PgConnection,
+    accepted: impl Iterator<Item = Seen<'a>>,
+) -> Result<(), sqlx::Error> {
     let mut last: std::collections::BTreeMap<&str, (chrono::DateTime<chrono::Utc>, uuid::Uuid)> =
         std::collections::BTreeMap::new();
-    for r in rows.iter().filter(|r| r.outcome == Answer::Accepted) {
-        let seen = (r.meta.received_at, r.meta.delivery_id);
-        let e = last.entry(r.meta.endpoint.as_str()).or_insert(seen);
+    for (endpoint, at, id) in accepted {
+        let seen = (at, id);
+        let e = last.entry(endpoint).or_insert(seen);
         *e = (*e).max(seen);
     }
     if last.is_empty() {

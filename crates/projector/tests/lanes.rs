@@ -1,0 +1,151 @@
+//! Issue 17: a batch applied over several connections at once (`PROJECTOR_PARALLELISM`) keeps
+//! every guarantee of one transaction: the same read models, exactly once, and a checkpoint
+//! that moves only once every lane has committed.
+
+use showpass_payload::samples::SampleKind::Purchase;
+use showpass_projector::{Batch, ProjectorConfig, Source};
+use showpass_simulate::{SimConfig, Simulator};
+use showpass_testkit::*;
+use sqlx::{Connection, PgConnection, PgPool};
+
+async fn connect(pool: &PgPool) -> PgConnection {
+    PgConnection::connect_with(&pool.connect_options())
+        .await
+        .unwrap()
+}
+
+async fn checkpoint(pool: &PgPool, stream: &str) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE((SELECT last_seq FROM checkpoints WHERE stream = $1), 0)")
+        .bind(stream)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn orders(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// 80 purchases by 80 customers, split over two lanes. The second lane's connection dies: the first lane's
+/// orders stand, and the checkpoint does not move past the second's. Applied again, the
+/// batch applies the second lane's events and knows the first's.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_lane_that_fails_holds_the_checkpoint_and_the_batch_applies_again_once(pool: PgPool) {
+    let stream = "T_EVENTS";
+    const N: i64 = 80;
+    assert!(
+        N as usize >= showpass_projector::MIN_SPLIT,
+        "a batch worth splitting"
+    );
+    let mut batch = Batch::new(Source::Events, 2);
+    for seq in 1..=N as u64 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Showpass-Delivery-Id",
+            uuid::Uuid::new_v4().to_string().as_str(),
+        );
+        let body = edit(
+            &sample_body(Purchase, &format!("u-{seq}"), &format!("T{seq}"), "20"),
+            |v| v["data"]["customer_email"] = format!("buyer{seq}@example.com").into(),
+        );
+        batch.push(stream, seq, Some(&headers), chrono::Utc::now(), &body);
+    }
+    let mut first = connect(&pool).await;
+    let mut second = connect(&pool).await;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut second)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let lost = batch
+        .apply(&mut first, std::slice::from_mut(&mut second), stream)
+        .await;
+    assert!(lost.is_err(), "a lane's connection died: {lost:?}");
+    let half = orders(&pool).await;
+    assert!(
+        (1..N).contains(&half),
+        "one lane committed, the other did not: {half} orders"
+    );
+    assert_eq!(checkpoint(&pool, stream).await, 0);
+
+    let mut second = connect(&pool).await;
+    let tally = batch
+        .apply(&mut first, std::slice::from_mut(&mut second), stream)
+        .await
+        .unwrap();
+    assert_eq!(tally.applied as i64, N - half, "{tally:?}");
+    assert_eq!(tally.already as i64, half, "{tally:?}");
+    assert_eq!(orders(&pool).await, N);
+    assert_eq!(checkpoint(&pool, stream).await, N);
+    let spent: rust_decimal::Decimal = sqlx::query_scalar("SELECT sum(total_spent) FROM customers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let net: rust_decimal::Decimal = sqlx::query_scalar("SELECT sum(net_sales) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(spent, net, "each order counted once in its customer");
+}
+
+/// One organization's on-sale with few customers (so one customer's orders fall in several
+/// lanes of a batch, and every lane adds to the same sales cells), with refunds, voids,
+/// transfers and resends: projected live over four lanes, then rebuilt over one and over
+/// four, the read models are the same row for row.
+#[sqlx::test(migrations = "../../migrations")]
+async fn lanes_build_exactly_the_read_models_one_transaction_builds(pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, &pool, |c| {
+        c.parallelism = 4;
+        c.batch_size = 200;
+    });
+    let mut sim = Simulator::new(SimConfig {
+        seed: 17,
+        organizations: 1,
+        shows_per_organization: 2,
+        ticket_types_per_show: 2,
+        customers: 25,
+    });
+    for d in sim.by_ref().take(1_200) {
+        let (status, answer) = ingest.deliver(&d.body).await;
+        assert!(status.is_success(), "{answer}");
+    }
+    caught_up(&ingest, &pool).await;
+    projector.stop().await;
+    let live = snapshot(&pool).await;
+    assert!(
+        live.iter()
+            .any(|(t, rows)| t == "customers" && rows.len() == 25),
+        "every customer bought"
+    );
+
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    for parallelism in [1, 4] {
+        let config = ProjectorConfig {
+            parallelism,
+            batch_size: 200,
+            ..ProjectorConfig::local(ingest.config.nats.clone(), database_of(&db))
+        };
+        showpass_projector::rebuild(&config, &mut |_, _, _| {})
+            .await
+            .unwrap();
+        let rebuilt = snapshot(&pool).await;
+        for ((table, want), (_, got)) in live.iter().zip(&rebuilt) {
+            assert!(
+                want == got,
+                "{table} rebuilt over {parallelism} lanes differs: {} rows live, {} rebuilt",
+                want.len(),
+                got.len()
+            );
+        }
+        assert_eq!(rebuilt.len(), live.len());
+    }
+}
