@@ -208,7 +208,7 @@ pub(super) async fn apply_invoices(
     sql::recompute_orders(tx, &orders).await?;
     sql::derive_order_flags(tx, &orders, applied).await?;
     let groups = sql::record_transfer_sides(tx, applied).await?;
-    sql::derive_transfer_gaps(tx, &groups).await?;
+    sql::derive_transfer_gaps(tx, &groups, frame == Frame::Lane).await?;
     let customers: Vec<(String, String, uuid::Uuid)> = customers
         .into_iter()
         .map(|(org, key)| {

@@ -17,6 +17,9 @@
 //! - **Shared rows.** Every lane may add to the same sales cells, show and ticket types (one
 //!   event's on-sale). Those are written last, each statement in key order, so a lane holds them
 //!   only until its commit.
+//! - **Swap lock.** The batch's first connection holds the swap lock shared (a session lock)
+//!   from before the lanes start until the checkpoint has moved, so neither a rebuild's swap
+//!   nor an erasure can come between a lane's commit and the checkpoint.
 //! - **Checkpoint.** No lane touches it. It moves in a last transaction once every lane has
 //!   committed, so it never passes an unapplied event. A crash in between leaves committed lanes
 //!   whose messages come again: the ledger (the invoices' primary key, the delivery log) knows
@@ -45,10 +48,18 @@ pub fn split(batch: &[Incoming], lanes: usize) -> Vec<Vec<Incoming>> {
     }
     let mut owner: HashMap<String, usize> = HashMap::new();
     for (i, m) in batch.iter().enumerate() {
-        let names = match &m.decision {
-            Decision::Apply(inv) => entities(std::iter::once(&**inv)),
-            _ => vec![format!("d{}", m.meta.delivery_id)],
+        // Also linked, though no lock needs them: events of one idempotency key (the ledger
+        // keeps the first in the stream, as one transaction would) and of one delivery (a
+        // replay: its log row ends with the last in the stream).
+        let mut names = match &m.decision {
+            Decision::Apply(inv) => {
+                let mut n = entities(std::iter::once(&**inv));
+                n.push(format!("k{}", inv.key));
+                n
+            }
+            _ => Vec::new(),
         };
+        names.push(format!("d{}", m.meta.delivery_id));
         for name in names {
             match owner.get(&name) {
                 Some(&j) => {
@@ -147,6 +158,32 @@ pub async fn apply_parallel(
     let Some(last) = lanes.iter().flatten().map(|m| m.meta.seq).max() else {
         return Ok(Tally::default());
     };
+    // The swap lock, shared, for the whole batch (every lane and the checkpoint): a rebuild's
+    // swap or an erasure between the lanes' commits and the checkpoint would see the lanes'
+    // events applied and the checkpoint before them (a rebuild would then swap in tables
+    // without them). The lanes take no swap lock of their own: queued behind a waiting swap,
+    // they would wait for it while it waits for this lock.
+    sqlx::query("SELECT pg_advisory_lock_shared($1)")
+        .bind(SWAP_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let applied = lanes_then_checkpoint(conn, more, stream, lanes, last).await;
+    let released = sqlx::query("SELECT pg_advisory_unlock_shared($1)")
+        .bind(SWAP_LOCK)
+        .execute(&mut *conn)
+        .await;
+    let tally = applied?;
+    released?;
+    Ok(tally)
+}
+
+async fn lanes_then_checkpoint(
+    conn: &mut PgConnection,
+    more: &mut [PgConnection],
+    stream: &str,
+    lanes: &[Vec<Incoming>],
+    last: u64,
+) -> Result<Tally, ApplyError> {
     let mut done: Vec<Option<Tally>> = lanes
         .iter()
         .map(|l| l.is_empty().then(Tally::default))
@@ -210,10 +247,13 @@ mod tests {
     use super::*;
 
     fn purchase(seq: u64, txn: &str, email: &str) -> Incoming {
+        purchase_as(&format!("u-{seq}"), seq, txn, email)
+    }
+
+    fn purchase_as(uuid: &str, seq: u64, txn: &str, email: &str) -> Incoming {
         use showpass_payload::samples::{SampleIds, SampleKind, sample};
-        let uuid = format!("u-{seq}");
         let ids = SampleIds {
-            webhook_event_uuid: &uuid,
+            webhook_event_uuid: uuid,
             transaction_id: txn,
             organization_id: "20",
         };
@@ -251,6 +291,18 @@ mod tests {
         got.sort();
         // A (1, 5) and C (3) share a customer or an order; B and D share nothing.
         assert_eq!(got, [vec![1, 3, 5], vec![2, 4]]);
+    }
+
+    #[test]
+    fn a_reused_event_uuid_on_another_order_shares_the_first_ones_lane() {
+        let batch = [
+            purchase_as("same", 1, "A", "a@example.com"),
+            purchase_as("other", 2, "B", "b@example.com"),
+            purchase_as("same", 3, "C", "c@example.com"),
+        ];
+        let mut got = seqs(&split(&batch, 2));
+        got.sort();
+        assert_eq!(got, [vec![1, 3], vec![2]]);
     }
 
     #[test]

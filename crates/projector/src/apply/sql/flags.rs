@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use showpass_payload::vocab::AnomalyKind;
 use sqlx::PgConnection;
 
-use super::words;
+use super::{lock_entities, words};
 use crate::apply::Incoming;
 use crate::plan::{Invoice, Kind};
 
@@ -112,10 +112,12 @@ pub async fn record_transfer_sides(
 
 /// Pairs the unmatched sides of these groups (the first transfer with the first transferred,
 /// and so on, by arrival), then derives the `unmatched_transfer` gaps of every transaction
-/// whose sides changed or still wait.
+/// whose sides changed or still wait. A lane (`hold`) first holds those transactions' orders:
+/// their gaps read sides of other groups, which another lane may be changing.
 pub async fn derive_transfer_gaps(
     tx: &mut PgConnection,
     groups: &[(String, String)],
+    hold: bool,
 ) -> Result<(), sqlx::Error> {
     if groups.is_empty() {
         return Ok(());
@@ -127,6 +129,13 @@ pub async fn derive_transfer_gaps(
         .bind(&sigs)
         .fetch_all(&mut *tx)
         .await?;
+    if hold {
+        let orders: Vec<String> = touched
+            .iter()
+            .map(|(o, t)| crate::apply::lanes::order_entity(o, t))
+            .collect();
+        lock_entities(tx, &orders).await?;
+    }
     let (orgs, txns): (Vec<&str>, Vec<&str>) = touched
         .iter()
         .map(|(o, t)| (o.as_str(), t.as_str()))

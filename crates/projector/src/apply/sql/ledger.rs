@@ -16,6 +16,10 @@ use crate::apply::{Outcome, SWAP_LOCK};
 /// from the checkpoint, so what was lost is projected again from JetStream.
 pub async fn begin_batch(tx: &mut PgConnection, stream: &str) -> Result<(), sqlx::Error> {
     begin_lane(tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(SWAP_LOCK)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("INSERT INTO checkpoints (stream, last_seq) VALUES ($1, 0) ON CONFLICT DO NOTHING")
         .bind(stream)
         .execute(&mut *tx)
@@ -27,14 +31,11 @@ pub async fn begin_batch(tx: &mut PgConnection, stream: &str) -> Result<(), sqlx
     Ok(())
 }
 
-/// Starts one lane of a batch ([`crate::apply::Frame::Lane`]), and every batch transaction: asynchronous commit, the swap lock shared,
-/// and leaves the checkpoint to the batch's last step.
+/// Starts every batch transaction, a whole batch's or one lane's: asynchronous commit. (A lane
+/// takes no swap lock: the batch's first connection holds it for all its lanes, see
+/// `crate::apply::lanes`.)
 pub async fn begin_lane(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-        .bind(SWAP_LOCK)
         .execute(&mut *tx)
         .await?;
     Ok(())
