@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/bin.rs"]
 mod bin;
-use bin::{BIN, free_port};
+use bin::{BIN, Within, free_port};
 
 /// The pinned tools, each `package==version`.
 const TOOLS: &[&str] = &[
@@ -201,10 +201,12 @@ fn the_running_api_is_true_to_its_document() {
             &format!("http://127.0.0.1:{}/webhooks/showpass", platform.ingest),
         ])
         .args(["--secret", SECRET])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(sent.success(), "simulate failed");
+        .output_within(Duration::from_secs(300));
+    assert!(
+        sent.status.success(),
+        "simulate failed: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
     // Projected: the delivery log holds the traffic.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

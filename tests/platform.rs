@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[path = "common/bin.rs"]
 mod bin;
-use bin::{BIN, free_port};
+use bin::{BIN, Within, free_port};
 #[path = "common/scratch.rs"]
 mod scratch;
 use scratch::{Scratch, cleanup, runtime};
@@ -18,11 +18,12 @@ fn showpass(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    cmd.output_within(Duration::from_secs(120))
 }
 
 /// Starts `showpass <command>` with ingest (and the api, if it runs one) on free ports and
-/// waits until ingest's `/readyz` answers 200. Answers the ingest and api ports.
+/// waits until ingest's `/readyz` answers 200, and the api's too when it is given keys.
+/// Answers the ingest and api ports.
 fn spawn_ready(command: &str, env: &[(&str, &str)]) -> (std::process::Child, u16, u16) {
     let (port, api_port) = (free_port(), free_port());
     let mut child = Command::new(&*BIN)
@@ -33,16 +34,23 @@ fn spawn_ready(command: &str, env: &[(&str, &str)]) -> (std::process::Child, u16
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let readyz = format!("http://127.0.0.1:{port}/readyz");
-    let ready = (0..200).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        showpass(&["healthcheck", "--url", &readyz], &[])
-            .status
-            .success()
-    });
-    if !ready {
-        child.kill().unwrap();
-        panic!("showpass {command} did not become ready");
+    let mut ready_ports = vec![port];
+    if env.iter().any(|(k, _)| *k == "API_KEYS") {
+        ready_ports.push(api_port);
+    }
+    for ready_port in ready_ports {
+        let readyz = format!("http://127.0.0.1:{ready_port}/readyz");
+        let ready = (0..400).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            showpass(&["healthcheck", "--url", &readyz], &[])
+                .status
+                .success()
+        });
+        if !ready {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("showpass {command}: {readyz} never answered 200");
+        }
     }
     (child, port, api_port)
 }
@@ -181,18 +189,28 @@ fn every_sample_sent_to_a_running_ingest_is_accepted() {
     }
 }
 
-/// A plain HTTP/1.1 GET, answering the status and body.
+/// A plain HTTP/1.1 GET, answering the status and body; a server that cannot be reached, or
+/// answers nothing within 10 s, fails the test.
 fn http_get(port: u16, path: &str, key: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let limit = Some(Duration::from_secs(10));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    tcp.set_read_timeout(limit).unwrap();
+    tcp.set_write_timeout(limit).unwrap();
     write!(
         tcp,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
-    let status = answer[9..12].parse().unwrap();
+    tcp.read_to_string(&mut answer)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: not an HTTP answer: {answer:?}"));
     let body = answer
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
@@ -226,7 +244,7 @@ fn all_runs_ingest_and_projector_into_a_database_it_creates() {
             &env,
         );
         assert!(o.status.success(), "{}", stderr(&o));
-        let order = (0..200).find_map(|_| {
+        let order = (0..400).find_map(|_| {
             std::thread::sleep(Duration::from_millis(50));
             let (status, body) = http_get(api_port, "/v1/orders/txn-all", "cli-api-key");
             (status == 200).then_some(body)

@@ -12,7 +12,7 @@ use showpass_testkit::{PrivateNats, database_url_of, post, request};
 
 #[path = "common/bin.rs"]
 mod bin;
-use bin::{BIN, free_port};
+use bin::{BIN, Within, free_port};
 
 const SECRET: &str = "trust-secret-1f3a";
 const ADMIN_KEY: &str = "trust-admin-key-77aa";
@@ -107,8 +107,7 @@ fn every_service_runs_with_only_what_it_needs() {
         .arg("migrate")
         .env_clear()
         .envs(migrate_env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
+        .output_within(Duration::from_secs(120));
     assert!(
         migrate.status.success(),
         "{}",

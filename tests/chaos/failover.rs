@@ -17,6 +17,7 @@ use async_nats::jetstream;
 use showpass_testkit::PrivateNats;
 use sqlx::PgPool;
 
+use crate::bin::Within as _;
 use crate::cluster::{Part, Postgres};
 use crate::nats_cluster::NatsCluster;
 use crate::traffic::{self, Ledger};
@@ -240,8 +241,7 @@ fn run(deliveries: usize, rate: f64, hold: Duration) {
             .arg("migrate")
             .env_clear()
             .envs(env(&[]))
-            .output()
-            .unwrap();
+            .output_within(Duration::from_secs(120));
         if migrate.status.success() {
             break;
         }

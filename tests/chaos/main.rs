@@ -20,6 +20,7 @@ mod nats_cluster;
 mod traffic;
 mod verify;
 
+use bin::Within as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -166,8 +167,7 @@ impl Platform {
             .arg("migrate")
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
+            .output_within(Duration::from_secs(120));
         assert!(
             migrate.status.success(),
             "showpass migrate: {}",

@@ -28,3 +28,52 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs a command to its end within a limit. A command that hangs (a server that never
+/// answers, a lock that never comes) fails its test with what it printed, where a plain
+/// `output()` would hang the whole suite.
+pub trait Within {
+    fn output_within(&mut self, limit: std::time::Duration) -> std::process::Output;
+}
+
+impl Within for Command {
+    fn output_within(&mut self, limit: std::time::Duration) -> std::process::Output {
+        use std::io::Read;
+        use std::process::Stdio;
+        fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                let _ = from.read_to_end(&mut all);
+                all
+            })
+        }
+        let mut child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{self:?}: {e}"));
+        let stdout = drain(child.stdout.take().expect("piped"));
+        let stderr = drain(child.stderr.take().expect("piped"));
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for a child") {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let printed = stderr.join().unwrap_or_default();
+                panic!(
+                    "{self:?} did not finish within {limit:?}; it printed:\n{}",
+                    String::from_utf8_lossy(&printed)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        std::process::Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        }
+    }
+}

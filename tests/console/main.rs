@@ -15,7 +15,7 @@ mod http;
 #[path = "../common/scratch.rs"]
 mod scratch;
 
-use bin::{BIN, free_port};
+use bin::{BIN, Within, free_port};
 use http::{exchange, form_post, get_full, get_json, get_page, header};
 use scratch::{Scratch, runtime};
 
@@ -74,8 +74,7 @@ fn showpass(args: &[&str]) {
     let out = Command::new(&*BIN)
         .args(args)
         .env("SHOWPASS_WEBHOOK_SECRET", SECRET)
-        .output()
-        .unwrap();
+        .output_within(Duration::from_secs(300));
     assert!(
         out.status.success(),
         "showpass {args:?}: {}",
@@ -119,8 +118,7 @@ fn traffic(platform: &Running) {
     }
     let bad = Command::new(&*BIN)
         .args(["send", "--url", &url, "--secret", "not-the-secret"])
-        .output()
-        .unwrap();
+        .output_within(Duration::from_secs(120));
     assert!(!bad.status.success(), "a bad signature is refused");
     let settled = (0..400).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
