@@ -382,6 +382,13 @@ async fn walk_the_console(platform: &Running, expiring: &Running) {
         .unwrap();
     assert_eq!(b.count("form.replay").await.unwrap(), 0);
 
+    // Log out: the console is behind the login again.
+    eprintln!("console walk: Log out.");
+    b.click("form.logout button").await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("/console/login"));
+    b.goto(&platform.url("/console")).await.unwrap();
+    assert!(b.url().await.unwrap().contains("/console/login?next="));
+
     // An expired session goes back to the login form.
     eprintln!("console walk: An expired session goes back to the login form.");
     b.goto(&expiring.url("/console/login")).await.unwrap();
@@ -550,6 +557,215 @@ fn hostile_requests_get_clear_answers(platform: &Running, delivery: &str) {
     );
 }
 
+/// What the browser cannot see, over plain HTTP: the session cookie's attributes, a logout that
+/// ends every copy of its cookie, "Next page" following the API's own cursor, the health panel
+/// and the JSON links against the api's answers, and a label for every input and a title for
+/// every chart on every page.
+fn sessions_and_pages_keep_their_word(platform: &Running, delivery: &str) {
+    // The cookie: HttpOnly, SameSite=Strict, only for /console, with an expiry; Secure only
+    // when the browser came over https.
+    let login = |extra: &str| {
+        let (status, headers, _) = exchange(
+            platform.api,
+            &format!(
+                "POST /console/login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n{extra}"
+            ),
+            &format!("key={ADMIN}"),
+        );
+        assert_eq!(status, 303);
+        header(&headers, "set-cookie").unwrap().to_owned()
+    };
+    let plain = login("");
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=28800",
+    ] {
+        assert!(
+            plain.split("; ").any(|a| a == attribute),
+            "{attribute} in {plain}"
+        );
+    }
+    assert!(!plain.contains("Secure"), "not over plain http: {plain}");
+    let behind_tls = login("X-Forwarded-Proto: https\r\n");
+    assert!(
+        behind_tls.split("; ").any(|a| a == "Secure"),
+        "{behind_tls}"
+    );
+
+    // A logout needs the session's token, then ends the session for every copy of its cookie.
+    let cookie = log_in(platform, ADMIN);
+    let (status, page) = get_page(platform.api, "/console/logs", Some(&cookie));
+    assert_eq!(status, 200);
+    let csrf = csrf_of(&page);
+    let (status, _, _) = form_post(platform.api, "/console/logout", "csrf=nope", Some(&cookie));
+    assert_eq!(status, 403, "a logout without the token");
+    assert_eq!(
+        get_page(platform.api, "/console/logs", Some(&cookie)).0,
+        200
+    );
+    let (status, headers, _) = form_post(
+        platform.api,
+        "/console/logout",
+        &format!("csrf={csrf}"),
+        Some(&cookie),
+    );
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/console/login"));
+    assert!(
+        header(&headers, "set-cookie")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (status, headers, _) = get_full(platform.api, "/console/logs", &cookie);
+    assert_eq!(
+        status, 303,
+        "a copy of an ended session's cookie opens nothing"
+    );
+    assert!(
+        header(&headers, "location")
+            .unwrap()
+            .starts_with("/console/login")
+    );
+
+    // "Next page" is the API's next page.
+    let admin = log_in(platform, ADMIN);
+    let ids_on = |page: &str| -> Vec<String> {
+        page.split("<tbody>")
+            .nth(1)
+            .unwrap_or_default()
+            .split("href=\"/console/logs/")
+            .skip(1)
+            .filter_map(|r| r.split('"').next())
+            .map(str::to_owned)
+            .collect()
+    };
+    let (status, first) = get_page(platform.api, "/console/logs?limit=3", Some(&admin));
+    assert_eq!(status, 200);
+    let next = first
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a next page")
+        .replace("&amp;", "&");
+    let (status, second) = get_page(platform.api, &next, Some(&admin));
+    assert_eq!(status, 200);
+    let api_first = get_json(platform.api, "/v1/logs?limit=3", ADMIN);
+    let cursor = api_first["next_cursor"].as_str().unwrap();
+    let api_second = get_json(
+        platform.api,
+        &format!("/v1/logs?limit=3&cursor={}", urlencode(cursor)),
+        ADMIN,
+    );
+    let api_ids = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids_on(&first), api_ids(&api_first));
+    assert_eq!(ids_on(&second), api_ids(&api_second));
+    assert_ne!(ids_on(&first), ids_on(&second));
+
+    // The health panel shows /v1/health's endpoints, rejections and failed events, and the
+    // overview's footer links each of its four queries.
+    let (status, overview) = get_page(platform.api, "/console", Some(&admin));
+    assert_eq!(status, 200);
+    let health = get_json(platform.api, "/v1/health", ADMIN);
+    for e in health["endpoints"].as_array().unwrap() {
+        let link = format!(
+            "<a href=\"/console/logs/{}\">{}</a>",
+            e["last_delivery_id"].as_str().unwrap(),
+            e["endpoint"].as_str().unwrap()
+        );
+        assert!(overview.contains(&link), "{link}");
+    }
+    let rejected = health["rejected"]["last_24h"].as_object().unwrap();
+    assert!(!rejected.is_empty(), "the bad signature was rejected");
+    for (reason, n) in rejected {
+        let row = format!("<th scope=\"row\">{reason}</th><td class=\"num\">{n}</td>");
+        assert!(overview.contains(&row), "{row}");
+    }
+    assert_eq!(health["failed_events"], 0);
+    assert!(overview.contains("<p>Failed events: 0</p>"));
+    for json in [
+        "/console/json/v1/sales/summary?group_by=day",
+        "/console/json/v1/sales/summary?group_by=event",
+        "/console/json/v1/sales/summary?group_by=ticket_type",
+        "/console/json/v1/health",
+    ] {
+        assert!(overview.contains(&format!("href=\"{json}\"")), "{json}");
+    }
+    let (status, linked) = get_page(
+        platform.api,
+        "/console/json/v1/sales/summary?group_by=event",
+        Some(&admin),
+    );
+    assert_eq!(status, 200);
+    let linked: Value = serde_json::from_str(&linked).unwrap();
+    assert_eq!(
+        linked["totals"],
+        get_json(platform.api, "/v1/sales/summary?group_by=event", ADMIN)["totals"]
+    );
+
+    // Every input has a label, every chart a title, on every page.
+    let customer = get_json(platform.api, "/v1/customers?limit=1", ADMIN)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for path in [
+        "/console".to_owned(),
+        "/console/customers?q=a".to_owned(),
+        format!("/console/customers/{customer}"),
+        "/console/orders/txn-console-1?org_id=20".to_owned(),
+        "/console/logs".to_owned(),
+        format!("/console/logs/{delivery}"),
+    ] {
+        let (status, page) = get_page(platform.api, &path, Some(&admin));
+        assert_eq!(status, 200, "{path}");
+        for control in page
+            .split('<')
+            .filter(|t| t.starts_with("input ") || t.starts_with("select "))
+            .filter(|t| !t.contains("type=\"hidden\""))
+        {
+            let id = control
+                .split("id=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_else(|| panic!("{path}: an input without an id: <{control}"));
+            assert!(
+                page.contains(&format!("<label for=\"{id}\"")),
+                "{path}: no label for #{id}"
+            );
+        }
+        for chart in page.split("<svg").skip(1) {
+            let tag = chart.split('>').next().unwrap();
+            assert!(
+                tag.contains("aria-label=\"") || chart.contains("<title>"),
+                "{path}: a chart without a title: <svg{tag}>"
+            );
+        }
+    }
+    let (_, login_page) = get_page(platform.api, "/console/login", None);
+    assert!(login_page.contains("<label for=\"f-key\""));
+}
+
+/// A query parameter's value, percent-encoded.
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[test]
 fn the_console_works_in_a_real_browser_with_javascript_off() {
     assert!(
@@ -571,6 +787,7 @@ fn the_console_works_in_a_real_browser_with_javascript_off() {
         let delivery: Value = order["invoices"][0]["delivery_id"].clone();
         a_read_session_may_not_replay(&platform, delivery.as_str().unwrap());
         hostile_requests_get_clear_answers(&platform, delivery.as_str().unwrap());
+        sessions_and_pages_keep_their_word(&platform, delivery.as_str().unwrap());
     });
     scratch.remove(&runtime());
     if let Err(e) = result {

@@ -36,8 +36,17 @@ pub struct Customer {
     tickets_count: i64,
     currency: String,
     total_spent: String,
+    /// Each currency apart (never added together).
+    #[serde(default)]
+    spent_by_currency: Vec<Amount>,
     first_seen_at: DateTime<Utc>,
     last_seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Amount {
+    currency: String,
+    amount: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,22 +150,32 @@ pub async fn one(
     let detail: Detail = console.get(&session, &query).await?;
     // As many as the api gives in one page (an order with more shows them on its own page).
     let limit = console.api.config().max_limit.min(500).to_string();
-    let tickets = futures::future::join_all(detail.orders.iter().take(TICKET_ORDERS).map(|o| {
-        let q = Query::new("/v1/tickets")
-            .param("transaction_id", Some(&o.transaction_id))
-            .param("org_id", Some(&o.org_id))
-            .param("limit", Some(&limit));
-        let console = &console;
-        let session = &session;
-        async move { console.get::<Tickets>(session, &q).await }
-    }))
+    let ticket_queries: Vec<Query> = detail
+        .orders
+        .iter()
+        .take(TICKET_ORDERS)
+        .map(|o| {
+            Query::new("/v1/tickets")
+                .param("transaction_id", Some(&o.transaction_id))
+                .param("org_id", Some(&o.org_id))
+                .param("limit", Some(&limit))
+        })
+        .collect();
+    let tickets = futures::future::join_all(
+        ticket_queries
+            .iter()
+            .map(|q| console.get::<Tickets>(&session, q)),
+    )
     .await;
     let mut all: Vec<Ticket> = Vec::new();
     for t in tickets {
         all.extend(t?.items);
     }
     let c = &detail.customer;
-    let chrome = Chrome::of(&console, &session, "customers", query);
+    let chrome = ticket_queries.into_iter().fold(
+        Chrome::of(&console, &session, "customers", query),
+        Chrome::and_json,
+    );
     let title = c.name.clone().unwrap_or_else(|| c.email.clone());
     let body = html! {
         h1 { (title) }
@@ -167,7 +186,16 @@ pub async fn one(
             dt { "Subscribed to the venue" } dd { @if c.subscribed_to_venue { "yes" } @else { "no" } }
             dt { "Orders" } dd.num { (count(c.orders_count)) }
             dt { "Valid tickets" } dd.num { (count(c.tickets_count)) }
-            dt { "Spent" } dd.num { (money(&c.total_spent, &c.currency)) }
+            dt { "Spent" } dd.num {
+                @if c.spent_by_currency.is_empty() {
+                    (money(&c.total_spent, &c.currency))
+                } @else {
+                    @for (i, a) in c.spent_by_currency.iter().enumerate() {
+                        @if i > 0 { br; }
+                        (money(&a.amount, &a.currency))
+                    }
+                }
+            }
             dt { "First seen" } dd { (time(&c.first_seen_at)) }
             dt { "Last seen" } dd { (time(&c.last_seen_at)) }
         }

@@ -91,7 +91,8 @@ pub struct Csrf {
     csrf: String,
 }
 
-/// Ends the session (the form carries the CSRF token, so no other site can log one out).
+/// Ends the session, here and for any copy of its cookie (the form carries the CSRF token,
+/// so no other site can log one out).
 pub async fn logout(
     State(console): State<Console>,
     session: Session,
@@ -103,6 +104,8 @@ pub async fn logout(
             "This form has expired; reload the page and try again.".into(),
         ));
     }
+    console.signer.end(&session, SystemTime::now());
+    tracing::info!(who = %session.who.0, "console logout");
     let cookie = session::clear_cookie(session::is_https(&headers));
     Ok((
         [(header::SET_COOKIE, cookie)],

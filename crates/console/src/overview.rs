@@ -102,16 +102,22 @@ pub async fn page(
     Params(filters): Params<Filters>,
 ) -> Response {
     let day = summary_query(&filters, "day");
+    let event = summary_query(&filters, "event");
+    let ticket_type = summary_query(&filters, "ticket_type");
+    let health = Query::new("/v1/health");
     // (No list of organizations for the form: `/v1/events` reads every show's tickets, over
     // a second on the benchmark's data, to fill a hint.)
-    let (by_day, by_event, by_type, health) = futures::future::join4(
+    let (by_day, by_event, by_type, health_now) = futures::future::join4(
         console.get::<Summary>(&session, &day),
-        console.get::<Summary>(&session, &summary_query(&filters, "event")),
-        console.get::<Summary>(&session, &summary_query(&filters, "ticket_type")),
-        console.get::<Health>(&session, &Query::new("/v1/health")),
+        console.get::<Summary>(&session, &event),
+        console.get::<Summary>(&session, &ticket_type),
+        console.get::<Health>(&session, &health),
     )
     .await;
-    let chrome = Chrome::of(&console, &session, "overview", day.clone());
+    let chrome = Chrome::of(&console, &session, "overview", day)
+        .and_json(event)
+        .and_json(ticket_type)
+        .and_json(health);
     let (status, sales, error) = match (by_day, by_event, by_type) {
         (Ok(d), Ok(e), Ok(t)) => (StatusCode::OK, Some(sales(&d, &e, &t)), None),
         (Err(ConsoleError::BadFilter { detail, .. }), ..)
@@ -125,7 +131,7 @@ pub async fn page(
         h1 { "Overview" }
         (form(&filters, error.as_deref()))
         @if let Some(s) = sales { (s) }
-        (health_panel(health))
+        (health_panel(health_now))
     };
     (status, layout("Overview", &chrome, body)).into_response()
 }

@@ -1,7 +1,11 @@
 //! Sessions: a key logs in once, and its browser carries a signed, expiring cookie naming the
 //! key (never the key itself). Every request checks the signature, the expiry, and that the
-//! key is still configured, and takes the key's role as it is now.
+//! key is still configured, and takes the key's role as it is now. Logging out ends the
+//! session on this api process: its cookie is refused from then on, even if a copy of it
+//! survives in another browser.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -33,16 +37,51 @@ impl Session {
     }
 }
 
-/// Signs and checks cookies and CSRF tokens with the api's session secret.
-#[derive(Clone)]
+/// How many ended sessions are remembered until they would have expired. Only a logged-in
+/// key can end one; beyond this many, the ones closest to expiring are forgotten first.
+pub const MAX_ENDED: usize = 100_000;
+
+/// Signs and checks cookies and CSRF tokens with the api's session secret, and remembers the
+/// sessions ended by a logout (their nonces, until their expiry).
 pub struct Signer {
     secret: [u8; 32],
     ttl: Duration,
+    ended: Mutex<HashMap<String, u64>>,
 }
 
 impl Signer {
     pub fn new(secret: [u8; 32], ttl: Duration) -> Self {
-        Self { secret, ttl }
+        Self {
+            secret,
+            ttl,
+            ended: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Ends a session: its cookie opens nothing from now on, on this process.
+    pub fn end(&self, session: &Session, now: SystemTime) {
+        let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        if ended.len() >= MAX_ENDED {
+            let now = unix(now);
+            ended.retain(|_, expires| *expires > now);
+        }
+        if ended.len() >= MAX_ENDED {
+            let soonest = ended
+                .iter()
+                .min_by_key(|(_, expires)| **expires)
+                .map(|(nonce, _)| nonce.clone());
+            if let Some(nonce) = soonest {
+                ended.remove(&nonce);
+            }
+        }
+        ended.insert(session.nonce.clone(), session.expires_at);
+    }
+
+    fn is_ended(&self, nonce: &str) -> bool {
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(nonce)
     }
 
     fn mac(&self, parts: &[&str]) -> String {
@@ -82,7 +121,8 @@ impl Signer {
             return None;
         }
         let expires: u64 = expires.parse().ok()?;
-        (expires > unix(now)).then(|| (KeyName(who.to_owned()), nonce.to_owned(), expires))
+        (expires > unix(now) && !self.is_ended(nonce))
+            .then(|| (KeyName(who.to_owned()), nonce.to_owned(), expires))
     }
 
     /// The CSRF token of a session: forms that write carry it, and it is checked on POST.
@@ -257,9 +297,56 @@ mod tests {
         assert!(s.open(&later, now).is_none());
         let other = Signer::new([8; 32], Duration::from_secs(3600));
         assert!(other.open(&value, now).is_none());
+        assert!(
+            other.open(&other.issue(&who, now), now).is_some(),
+            "another signer opens its own"
+        );
         for junk in ["", ".", "a.b.c.d", "a.b.c.d.e", &"x".repeat(500)] {
             assert!(s.open(junk, now).is_none(), "{junk:?}");
         }
+    }
+
+    fn session_of(s: &Signer, value: &str, now: SystemTime) -> Option<Session> {
+        s.open(value, now).map(|(who, nonce, expires_at)| Session {
+            who,
+            role: Role::Read,
+            nonce,
+            expires_at,
+        })
+    }
+
+    #[test]
+    fn a_session_ended_by_logout_never_opens_again_and_others_still_do() {
+        let s = signer();
+        let who = KeyName("key:0123456789ab".into());
+        let now = SystemTime::now();
+        let (one, two) = (s.issue(&who, now), s.issue(&who, now));
+        let session = session_of(&s, &one, now).expect("a fresh session");
+        s.end(&session, now);
+        assert!(s.open(&one, now).is_none(), "ended");
+        assert!(s.open(&two, now).is_some(), "the same key's other session");
+    }
+
+    #[test]
+    fn ended_sessions_are_bounded() {
+        let s = signer();
+        let who = KeyName("key:0123456789ab".into());
+        let now = SystemTime::now();
+        let first = s.issue(&who, now);
+        s.end(&session_of(&s, &first, now).unwrap(), now);
+        let later = now + Duration::from_secs(60);
+        for _ in 0..MAX_ENDED + 10 {
+            let value = s.issue(&who, later);
+            s.end(&session_of(&s, &value, later).unwrap(), later);
+        }
+        assert_eq!(s.ended.lock().unwrap().len(), MAX_ENDED);
+        // The first to be forgotten were those closest to expiring anyway.
+        assert!(!s.is_ended(first.split('.').nth(2).unwrap()));
+        // And once they have expired, they make room without anyone being forgotten.
+        let expired = later + Duration::from_secs(3601);
+        let value = s.issue(&who, expired);
+        s.end(&session_of(&s, &value, expired).unwrap(), expired);
+        assert_eq!(s.ended.lock().unwrap().len(), 1);
     }
 
     #[test]

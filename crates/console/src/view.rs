@@ -12,8 +12,8 @@ use crate::session::Session;
 pub struct Chrome {
     /// The logged-in key's name and whether it is an admin, and the CSRF token for logout.
     pub session: Option<(String, bool, String)>,
-    /// The `/v1` query this page shows.
-    pub json: Option<Query>,
+    /// The `/v1` queries this page shows, in the order it shows them.
+    pub json: Vec<Query>,
     /// The navigation entry to mark as current.
     pub current: &'static str,
 }
@@ -26,9 +26,15 @@ impl Chrome {
                 session.is_admin(),
                 console.signer.csrf(session),
             )),
-            json: Some(json),
+            json: vec![json],
             current,
         }
+    }
+
+    /// The page shows this query's answer too.
+    pub fn and_json(mut self, query: Query) -> Self {
+        self.json.push(query);
+        self
     }
 }
 
@@ -81,7 +87,7 @@ fn page(title: &str, chrome: &Chrome, body: Markup) -> Markup {
                     }
                 }
                 main { (body) }
-                @if let Some(q) = &chrome.json {
+                @if let [q] = chrome.json.as_slice() {
                     footer {
                         "This page shows "
                         a href=(q.json_link()) { "the JSON" }
@@ -90,6 +96,17 @@ fn page(title: &str, chrome: &Chrome, body: Markup) -> Markup {
                         " (with "
                         code { "Authorization: Bearer <key>" }
                         ")."
+                    }
+                } @else if !chrome.json.is_empty() {
+                    footer {
+                        "This page shows the JSON of these queries (each with "
+                        code { "Authorization: Bearer <key>" }
+                        "):"
+                        ul.json {
+                            @for q in &chrome.json {
+                                li { a href=(q.json_link()) { code { "GET " (q.uri()) } } }
+                            }
+                        }
                     }
                 }
             }
