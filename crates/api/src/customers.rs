@@ -172,6 +172,10 @@ async fn list_all(
 const DOC: &str = "c.search_doc";
 
 /// Three tiers, each tried only when the one before found nothing:
+/// 0. (only for a query whose every word is under three letters, such as `jo`) customers with
+///    a word that starts with each of them: a name begins with what people type, and unlike
+///    the substring of two letters it is in the trigram index (`"  j"`, `" jo"`, the padded
+///    trigrams of a word's start), so it reads the customers it finds instead of every row;
 /// 1. every word of `q` occurs in the customer's text (trigram index), ranked by where the
 ///    first word occurs, an exact e-mail above all;
 /// 2. the same with each word corrected to the closest word customers' names and e-mails are
@@ -199,19 +203,25 @@ async fn search(
         return by_phone(db, &digits, org, after, limit).await;
     }
     if let Some(c) = cursor {
-        let (tier, parts) = [SUBSTRING, CORRECTED, FUZZY]
+        let (tier, parts) = [WORD_START, SUBSTRING, CORRECTED, FUZZY]
             .into_iter()
             .find_map(|t| Cursor::decode(c, t, 2, db.key).ok().map(|p| (t, p)))
             .ok_or_else(bad_cursor)?;
         let after = Some(score_and_id(parts)?);
         return match tier {
-            SUBSTRING => ranked(db, q, &words, org, after, limit, SUBSTRING).await,
+            WORD_START | SUBSTRING => ranked(db, q, &words, org, after, limit, tier).await,
             CORRECTED => {
                 let corrected = correct(db.pool, &words).await?;
                 ranked(db, q, &corrected, org, after, limit, CORRECTED).await
             }
             _ => fuzzy(db, q, org, after, limit).await,
         };
+    }
+    if words.iter().all(|w| starts_words(w)) {
+        let page = ranked(db, q, &words, org, None, limit, WORD_START).await?;
+        if !page.items.is_empty() {
+            return Ok(page);
+        }
     }
     let page = ranked(db, q, &words, org, None, limit, SUBSTRING).await?;
     if !page.items.is_empty() || !q.chars().any(char::is_alphabetic) {
@@ -256,7 +266,19 @@ async fn by_phone(
     finish(db, sql, after, limit, PHONE).await
 }
 
+/// Whether a word is looked for at the start of the customers' words first: under three
+/// characters, all letters or digits that fold to ASCII (what the trigram index pads and
+/// keeps; a word of other characters has no trigram, and as an index condition would read
+/// every entry).
+fn starts_words(word: &str) -> bool {
+    word.chars().count() < 3
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || (c.is_alphabetic() && u32::from(c) < 0x250))
+}
+
 const PHONE: &str = "customers-ph";
+const WORD_START: &str = "customers-ws";
 const SUBSTRING: &str = "customers-q";
 const CORRECTED: &str = "customers-c";
 const FUZZY: &str = "customers-fz";
@@ -304,6 +326,16 @@ async fn ranked(
         .push_bind(first.clone())
         .push(")), 0), 0) END)::float8 AS score FROM customers c WHERE true");
     for w in words {
+        if listing == WORD_START {
+            // At the text's start (an e-mail's), or after a space (a name's words, the
+            // phone's); both are index conditions.
+            sql.push(" AND (").push(DOC).push(" LIKE ");
+            push_prefix(&mut sql, "", w);
+            sql.push(" OR ").push(DOC).push(" LIKE ");
+            push_prefix(&mut sql, "% ", w);
+            sql.push(")");
+            continue;
+        }
         match w.split_once('@') {
             // A domain's trigrams are in most rows (`gmail.com`): the index looks for the
             // local part alone, and each of its candidates is checked for the whole word.
@@ -389,7 +421,14 @@ async fn finish(
 /// `'%' || q folded, then with LIKE's wildcards escaped || '%'`. Folding comes first: it
 /// maps fullwidth `％ ＿ ＼` to `% _ \`, which must then be escaped like any other.
 pub(crate) fn push_pattern(sql: &mut QueryBuilder<'_, sqlx::Postgres>, q: &str) {
-    sql.push("('%' || replace(replace(replace(public.showpass_fold(")
+    push_prefix(sql, "%", q);
+}
+
+/// `before || q folded and escaped || '%'`.
+fn push_prefix(sql: &mut QueryBuilder<'_, sqlx::Postgres>, before: &'static str, q: &str) {
+    sql.push("('")
+        .push(before)
+        .push("' || replace(replace(replace(public.showpass_fold(")
         .push_bind(q.to_owned())
         .push(r"), '\', '\\'), '%', '\%'), '_', '\_') || '%')");
 }

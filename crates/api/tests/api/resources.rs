@@ -322,3 +322,77 @@ async fn fullwidth_wildcards_match_themselves_and_never_break_the_rank(pool: PgP
     assert_eq!(page["items"][0]["email"], "per%cent@example.com");
     p.stop().await;
 }
+
+/// Issue 17: a query of words under three letters finds the customers with a word that starts
+/// with them (what the index can find without reading every row), and only when none has
+/// one, those holding it anywhere; its cursor goes on in the same listing.
+#[sqlx::test(migrations = "../../migrations")]
+async fn short_words_find_the_starts_of_words_first(pool: PgPool) {
+    let p = Platform::start(pool).await;
+    for (n, name, email) in [
+        (1, "Jonas Smith", "jonas@example.com"),
+        (2, "Ada Jolie", "ada.j@example.com"),
+        (3, "Ana Mojo", "ana.m@example.com"),
+        (4, "Joe Brown", "brownie@example.com"),
+    ] {
+        p.deliver_body(purchase_by(
+            &format!("sw-{n}"),
+            &format!("SW{n}"),
+            "20",
+            name,
+            email,
+        ))
+        .await;
+    }
+    p.settle().await;
+    let emails = |page: &serde_json::Value| -> Vec<String> {
+        let mut e: Vec<String> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["email"].as_str().unwrap().to_owned())
+            .collect();
+        e.sort();
+        e
+    };
+    // "jo" starts Jonas, Jolie and Joe (and jonas@): not the "jo" inside Mojo.
+    let jo = p.get_ok("/v1/customers?q=jo").await;
+    assert_eq!(
+        emails(&jo),
+        [
+            "ada.j@example.com",
+            "brownie@example.com",
+            "jonas@example.com"
+        ]
+    );
+    // "JO", "Jó" fold the same way; within an organization too.
+    for q in ["JO", "J%C3%B3", "jo&org_id=20"] {
+        let page = p.get_ok(&format!("/v1/customers?q={q}")).await;
+        assert_eq!(emails(&page), emails(&jo), "{q}");
+    }
+    assert!(emails(&p.get_ok("/v1/customers?q=jo&org_id=21").await).is_empty());
+    // No word starts with "oj": the substring listing finds it inside Mojo.
+    assert_eq!(
+        emails(&p.get_ok("/v1/customers?q=oj").await),
+        ["ana.m@example.com"]
+    );
+    // Two short words: each starts a word of the same customer.
+    assert_eq!(
+        emails(&p.get_ok("/v1/customers?q=jo%20sm").await),
+        ["jonas@example.com"]
+    );
+    // Paged one at a time, the word-start listing gives the same three, each once.
+    let mut seen = Vec::new();
+    let mut next = Some("/v1/customers?q=jo&limit=1".to_owned());
+    while let Some(path) = next {
+        let page = p.get_ok(&path).await;
+        seen.extend(emails(&page));
+        next = page["next_cursor"]
+            .as_str()
+            .map(|c| format!("/v1/customers?q=jo&limit=1&cursor={}", urlencode(c)));
+        assert!(seen.len() <= 3, "{seen:?}");
+    }
+    seen.sort();
+    assert_eq!(seen, emails(&jo));
+    p.stop().await;
+}
