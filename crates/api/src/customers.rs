@@ -77,7 +77,8 @@ pub struct CustomerDetail {
 #[into_params(parameter_in = Query)]
 pub struct CustomerQuery {
     /// Matches e-mail, name or phone: case- and accent-insensitive, substring, typo-tolerant;
-    /// results ranked by relevance.
+    /// results ranked by relevance. Words all under three letters (`jo`) match the start of
+    /// a word first, and anywhere only when no customer has such a word.
     #[param(value_type = Option<crate::params_doc::Query>, inline)]
     pub q: Option<String>,
     /// Only this organization's customers.
