@@ -55,13 +55,15 @@ impl BatchLimits {
 }
 
 /// Messages of one stream, decoded as they are taken in, to be applied in one transaction, or
-/// one per lane (see [`apply::split`] and [`apply::apply_parallel`]).
+/// one per lane (see [`apply::order_by_lane`] and [`apply::apply_parallel`]).
 #[derive(Debug)]
 pub struct Batch {
     source: Source,
     events: Vec<Incoming>,
     /// How many lanes its events are split into when applied.
     lanes: usize,
+    /// Once split, the events are in lane order, and these are the lanes' lengths.
+    lane_lengths: Option<Vec<usize>>,
     records: Vec<Meta>,
     weight: usize,
     bytes: usize,
@@ -74,6 +76,7 @@ impl Batch {
             source,
             events: Vec::new(),
             lanes: lanes.max(1),
+            lane_lengths: None,
             records: Vec::new(),
             weight: 0,
             bytes: 0,
@@ -122,7 +125,7 @@ impl Batch {
     /// impossible), or its events in one per lane over `conn` and `more`, inside a `batch`
     /// span that gives its size and time.
     pub async fn apply(
-        &self,
+        &mut self,
         conn: &mut PgConnection,
         more: &mut [PgConnection],
         stream: &str,
@@ -139,7 +142,27 @@ impl Batch {
             let started = std::time::Instant::now();
             let tally = match self.source {
                 Source::Events if self.lanes > 1 && self.events.len() >= MIN_SPLIT => {
-                    let lanes = apply::split(&self.events, self.lanes);
+                    // Ordered once, moving the events, not copying them: a retry applies
+                    // the same lanes again.
+                    let lengths = match &self.lane_lengths {
+                        Some(l) if l.iter().sum::<usize>() == self.events.len() => l.clone(),
+                        _ => {
+                            // From stream order, whatever was pushed since.
+                            self.events.sort_by_key(|e| e.meta.seq);
+                            let l = apply::order_by_lane(&mut self.events, self.lanes);
+                            self.lane_lengths = Some(l.clone());
+                            l
+                        }
+                    };
+                    let mut rest = self.events.as_slice();
+                    let lanes: Vec<&[Incoming]> = lengths
+                        .iter()
+                        .map(|&n| {
+                            let (lane, after) = rest.split_at(n.min(rest.len()));
+                            rest = after;
+                            lane
+                        })
+                        .collect();
                     apply::apply_parallel(conn, more, stream, &lanes).await
                 }
                 Source::Events => apply::apply_resilient(conn, stream, &self.events).await,

@@ -136,7 +136,7 @@ where
             )));
         };
         let Filled {
-            batch,
+            mut batch,
             messages: pulled,
             interrupted,
         } = fill_batch(
@@ -149,7 +149,7 @@ where
         )
         .await;
         if !batch.is_empty() {
-            if apply_with_retry(conn, more, stream_name, &batch, &pulled, stop)
+            if apply_with_retry(conn, more, stream_name, &mut batch, &pulled, stop)
                 .await?
                 .is_none()
             {
@@ -174,7 +174,7 @@ async fn apply_with_retry(
     conn: &mut PgConnection,
     more: &mut [PgConnection],
     stream_name: &str,
-    batch: &Batch,
+    batch: &mut Batch,
     pulled: &[jetstream::Message],
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Tally>> {

@@ -35,7 +35,30 @@ const DEADLOCK_ATTEMPTS: usize = 8;
 /// Splits a batch into at most `lanes` lanes that share no entity the events name (a ticket,
 /// an order, a customer, a transfer group): events linked through one are one group, and
 /// groups go, largest first, to the lane with the least weight. Each lane keeps stream order.
+#[cfg(test)]
 pub fn split(batch: &[Incoming], lanes: usize) -> Vec<Vec<Incoming>> {
+    members(batch, lanes)
+        .into_iter()
+        .map(|m| m.into_iter().map(|i| batch[i].clone()).collect())
+        .collect()
+}
+
+/// Puts a batch's events in lane order, as [`split`] would split them, without copying one:
+/// each lane's events stay in stream order, one lane after another. Answers each lane's
+/// length.
+pub fn order_by_lane(batch: &mut Vec<Incoming>, lanes: usize) -> Vec<usize> {
+    let members = members(batch, lanes);
+    let mut slots: Vec<Option<Incoming>> = std::mem::take(batch).into_iter().map(Some).collect();
+    let mut lengths = Vec::with_capacity(members.len());
+    for lane in members {
+        lengths.push(lane.len());
+        batch.extend(lane.into_iter().filter_map(|i| slots[i].take()));
+    }
+    lengths
+}
+
+/// The indices of the events of each lane, each lane in stream order.
+fn members(batch: &[Incoming], lanes: usize) -> Vec<Vec<usize>> {
     let lanes = lanes.clamp(1, batch.len().max(1));
     // Union-find over the events, linked by the entities they name.
     let mut parent: Vec<usize> = (0..batch.len()).collect();
@@ -93,7 +116,7 @@ pub fn split(batch: &[Incoming], lanes: usize) -> Vec<Vec<Incoming>> {
         .filter(|m| !m.is_empty())
         .map(|mut m| {
             m.sort_unstable();
-            m.into_iter().map(|i| batch[i].clone()).collect()
+            m
         })
         .collect()
 }
@@ -140,7 +163,7 @@ pub async fn apply_parallel(
     conn: &mut PgConnection,
     more: &mut [PgConnection],
     stream: &str,
-    lanes: &[Vec<Incoming>],
+    lanes: &[&[Incoming]],
 ) -> Result<Tally, ApplyError> {
     let connections = more.len() + 1;
     if lanes.len() > connections {
@@ -155,7 +178,7 @@ pub async fn apply_parallel(
             None => Ok(Tally::default()),
         };
     }
-    let Some(last) = lanes.iter().flatten().map(|m| m.meta.seq).max() else {
+    let Some(last) = lanes.iter().copied().flatten().map(|m| m.meta.seq).max() else {
         return Ok(Tally::default());
     };
     // The swap lock, shared, for the whole batch (every lane and the checkpoint): a rebuild's
@@ -181,7 +204,7 @@ async fn lanes_then_checkpoint(
     conn: &mut PgConnection,
     more: &mut [PgConnection],
     stream: &str,
-    lanes: &[Vec<Incoming>],
+    lanes: &[&[Incoming]],
     last: u64,
 ) -> Result<Tally, ApplyError> {
     let mut done: Vec<Option<Tally>> = lanes
@@ -227,7 +250,7 @@ async fn lanes_then_checkpoint(
 async fn finish(
     conn: &mut PgConnection,
     stream: &str,
-    lanes: &[Vec<Incoming>],
+    lanes: &[&[Incoming]],
     last: u64,
 ) -> Result<(), ApplyError> {
     let mut tx = conn.begin().await?;
@@ -291,6 +314,23 @@ mod tests {
         got.sort();
         // A (1, 5) and C (3) share a customer or an order; B and D share nothing.
         assert_eq!(got, [vec![1, 3, 5], vec![2, 4]]);
+    }
+
+    #[test]
+    fn ordering_a_batch_by_lane_moves_each_event_once_into_its_lane() {
+        let batch = vec![
+            purchase(1, "A", "a@example.com"),
+            purchase(2, "B", "b@example.com"),
+            purchase(3, "C", "a@example.com"),
+            purchase(4, "D", "d@example.com"),
+            purchase(5, "A", "x@example.com"),
+        ];
+        let lanes = seqs(&split(&batch, 2));
+        let mut ordered = batch;
+        let lengths = order_by_lane(&mut ordered, 2);
+        assert_eq!(lengths, lanes.iter().map(Vec::len).collect::<Vec<_>>());
+        let got: Vec<u64> = ordered.iter().map(|m| m.meta.seq).collect();
+        assert_eq!(got, lanes.concat(), "lane after lane, each in stream order");
     }
 
     #[test]

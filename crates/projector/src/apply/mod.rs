@@ -19,7 +19,7 @@ pub(crate) mod sql;
 
 use invoices::apply_invoices;
 pub(crate) use invoices::{Waiting, fold_events};
-pub use lanes::{apply_parallel, split};
+pub use lanes::{apply_parallel, order_by_lane};
 use records::move_past;
 pub use records::{apply_records, apply_records_resilient};
 
