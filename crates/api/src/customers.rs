@@ -210,6 +210,9 @@ async fn search(
             .ok_or_else(bad_cursor)?;
         let after = Some(score_and_id(parts)?);
         return match tier {
+            // A word-start cursor goes on only with a query that listing takes (another
+            // query's words might have no trigram, and read every index entry).
+            WORD_START if !words.iter().all(|w| starts_words(w)) => Err(bad_cursor()),
             WORD_START | SUBSTRING => ranked(db, q, &words, org, after, limit, tier).await,
             CORRECTED => {
                 let corrected = correct(db.pool, &words).await?;
@@ -268,14 +271,15 @@ async fn by_phone(
 }
 
 /// Whether a word is looked for at the start of the customers' words first: under three
-/// characters, all letters or digits that fold to ASCII (what the trigram index pads and
-/// keeps; a word of other characters has no trigram, and as an index condition would read
-/// every entry).
+/// characters, all ASCII letters and digits or Latin-1 and Latin Extended-A letters (which
+/// `unaccent` folds to ASCII). The trigram index pads and keeps those whatever the
+/// database's locale; a word of other characters may have no trigram, and as an index
+/// condition would read every entry.
 fn starts_words(word: &str) -> bool {
     word.chars().count() < 3
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || (c.is_alphabetic() && u32::from(c) < 0x250))
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric() || (c.is_alphabetic() && ('\u{c0}'..='\u{17f}').contains(&c))
+        })
 }
 
 const PHONE: &str = "customers-ph";

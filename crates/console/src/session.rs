@@ -37,16 +37,29 @@ impl Session {
     }
 }
 
-/// How many ended sessions are remembered until they would have expired. Only a logged-in
-/// key can end one; beyond this many, the ones closest to expiring are forgotten first.
+/// How many ended sessions are remembered one by one until they would have expired. Past
+/// that, a logout ends every session of its key that expires no later than its own (never
+/// fewer sessions than asked: an ended session cannot come back by being forgotten).
 pub const MAX_ENDED: usize = 100_000;
 
+/// Sessions ended by a logout.
+#[derive(Default)]
+struct Ended {
+    /// Each ended session's nonce, with its expiry.
+    nonces: HashMap<String, u64>,
+    /// Per key (bounded by the configured keys): its sessions expiring at or before this
+    /// are ended.
+    key_cutoff: HashMap<String, u64>,
+    /// When expired nonces were last dropped.
+    pruned_at: u64,
+}
+
 /// Signs and checks cookies and CSRF tokens with the api's session secret, and remembers the
-/// sessions ended by a logout (their nonces, until their expiry).
+/// sessions ended by a logout.
 pub struct Signer {
     secret: [u8; 32],
     ttl: Duration,
-    ended: Mutex<HashMap<String, u64>>,
+    ended: Mutex<Ended>,
 }
 
 impl Signer {
@@ -54,34 +67,36 @@ impl Signer {
         Self {
             secret,
             ttl,
-            ended: Mutex::new(HashMap::new()),
+            ended: Mutex::new(Ended::default()),
         }
+    }
+
+    fn ended(&self) -> std::sync::MutexGuard<'_, Ended> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ends a session: its cookie opens nothing from now on, on this process.
     pub fn end(&self, session: &Session, now: SystemTime) {
-        let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
-        if ended.len() >= MAX_ENDED {
-            let now = unix(now);
-            ended.retain(|_, expires| *expires > now);
+        let now = unix(now);
+        let mut ended = self.ended();
+        // Expired nonces are dropped when the memory is full, at most once a minute.
+        if ended.nonces.len() >= MAX_ENDED && now >= ended.pruned_at + 60 {
+            ended.nonces.retain(|_, expires| *expires > now);
+            ended.pruned_at = now;
         }
-        if ended.len() >= MAX_ENDED {
-            let soonest = ended
-                .iter()
-                .min_by_key(|(_, expires)| **expires)
-                .map(|(nonce, _)| nonce.clone());
-            if let Some(nonce) = soonest {
-                ended.remove(&nonce);
-            }
+        if ended.nonces.len() < MAX_ENDED {
+            ended
+                .nonces
+                .insert(session.nonce.clone(), session.expires_at);
+        } else {
+            let cutoff = ended.key_cutoff.entry(session.who.0.clone()).or_default();
+            *cutoff = (*cutoff).max(session.expires_at);
         }
-        ended.insert(session.nonce.clone(), session.expires_at);
     }
 
-    fn is_ended(&self, nonce: &str) -> bool {
-        self.ended
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(nonce)
+    fn is_ended(&self, who: &str, nonce: &str, expires: u64) -> bool {
+        let ended = self.ended();
+        ended.nonces.contains_key(nonce) || ended.key_cutoff.get(who).is_some_and(|c| expires <= *c)
     }
 
     fn mac(&self, parts: &[&str]) -> String {
@@ -121,7 +136,7 @@ impl Signer {
             return None;
         }
         let expires: u64 = expires.parse().ok()?;
-        (expires > unix(now) && !self.is_ended(nonce))
+        (expires > unix(now) && !self.is_ended(who, nonce, expires))
             .then(|| (KeyName(who.to_owned()), nonce.to_owned(), expires))
     }
 
@@ -328,25 +343,48 @@ mod tests {
     }
 
     #[test]
-    fn ended_sessions_are_bounded() {
+    fn ended_sessions_are_bounded_and_never_come_back() {
         let s = signer();
-        let who = KeyName("key:0123456789ab".into());
+        let (who, other) = (
+            KeyName("key:0123456789ab".into()),
+            KeyName("key:ba9876543210".into()),
+        );
         let now = SystemTime::now();
         let first = s.issue(&who, now);
         s.end(&session_of(&s, &first, now).unwrap(), now);
+        let still_open = s.issue(&who, now);
+        let others = s.issue(&other, now);
         let later = now + Duration::from_secs(60);
+        // (Sessions made as `open` would make them: past the memory, one ended in the same
+        // second as another of its key no longer opens.)
+        let made = |value: &str| {
+            let parts: Vec<&str> = value.split('.').collect();
+            Session {
+                who: who.clone(),
+                role: Role::Read,
+                nonce: parts[2].to_owned(),
+                expires_at: parts[1].parse().unwrap(),
+            }
+        };
         for _ in 0..MAX_ENDED + 10 {
-            let value = s.issue(&who, later);
-            s.end(&session_of(&s, &value, later).unwrap(), later);
+            s.end(&made(&s.issue(&who, later)), later);
         }
-        assert_eq!(s.ended.lock().unwrap().len(), MAX_ENDED);
-        // The first to be forgotten were those closest to expiring anyway.
-        assert!(!s.is_ended(first.split('.').nth(2).unwrap()));
-        // And once they have expired, they make room without anyone being forgotten.
+        assert_eq!(s.ended().nonces.len(), MAX_ENDED);
+        assert!(s.ended().key_cutoff.len() == 1, "one entry per key");
+        // Nothing ended was forgotten; past the memory, a logout ended its key's older
+        // sessions too, and no other key's.
+        assert!(s.open(&first, later).is_none());
+        assert!(s.open(&still_open, later).is_none());
+        assert!(s.open(&others, later).is_some());
+        // Once the remembered ones have expired, they make room again.
         let expired = later + Duration::from_secs(3601);
         let value = s.issue(&who, expired);
         s.end(&session_of(&s, &value, expired).unwrap(), expired);
-        assert_eq!(s.ended.lock().unwrap().len(), 1);
+        assert_eq!(s.ended().nonces.len(), 1);
+        assert!(
+            s.open(&s.issue(&who, expired), expired).is_some(),
+            "a new login"
+        );
     }
 
     #[test]

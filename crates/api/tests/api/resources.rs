@@ -394,5 +394,17 @@ async fn short_words_find_the_starts_of_words_first(pool: PgPool) {
     }
     seen.sort();
     assert_eq!(seen, emails(&jo));
+    // Its cursor goes on with no query that listing would not take: `--` has no trigram.
+    let first = p.get_ok("/v1/customers?q=jo&limit=1").await;
+    let cursor = urlencode(first["next_cursor"].as_str().unwrap());
+    let (status, body, _) = p
+        .call(
+            "GET",
+            &format!("/v1/customers?q=--&limit=1&cursor={cursor}"),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["param"], "cursor", "{body}");
     p.stop().await;
 }

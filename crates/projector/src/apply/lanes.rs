@@ -43,7 +43,7 @@ pub fn split(batch: &[Incoming], lanes: usize) -> Vec<Vec<Incoming>> {
         .collect()
 }
 
-/// Puts a batch's events in lane order, as [`split`] would split them, without copying one:
+/// Puts a batch's events in lane order (the lanes of [`members`]), without copying one:
 /// each lane's events stay in stream order, one lane after another. Answers each lane's
 /// length.
 pub fn order_by_lane(batch: &mut Vec<Incoming>, lanes: usize) -> Vec<usize> {
