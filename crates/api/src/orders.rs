@@ -246,7 +246,12 @@ pub(crate) async fn list_orders(
         descending: true,
     };
     LISTING.after(&mut sql, query.cursor.as_deref(), &state.cursor_key, limit)?;
-    let rows: Vec<OrderOut> = sql.build_query_as().fetch_all(&state.pool).await?;
+    // With `q`, planned for its pattern each time, as customer search is (`customers::finish`).
+    let rows: Vec<OrderOut> = sql
+        .build_query_as()
+        .persistent(q.is_none())
+        .fetch_all(&state.pool)
+        .await?;
     Ok(Json(LISTING.page(rows, limit, &state.cursor_key, |o| {
         vec![
             page::time(o.created_at),

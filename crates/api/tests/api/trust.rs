@@ -247,6 +247,11 @@ async fn a_customer_is_erased_over_http(pool: PgPool) {
         json!([]),
         "nor with a typo"
     );
+    assert_eq!(
+        p.get_ok("/v1/customers?q=al").await["items"],
+        json!([]),
+        "nor by the start of a word"
+    );
     let after = p.get_ok("/v1/orders/A").await;
     assert_eq!(after["customer_email"], serde_json::Value::Null);
     assert_eq!(after["net_sales"], before["net_sales"]);
