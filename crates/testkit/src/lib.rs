@@ -220,6 +220,70 @@ pub async fn request(
     Ok((status, body))
 }
 
+/// A POST whose answer may come before the body is all sent (a 413 for a body over the
+/// limit, answered from its Content-Length): sent once over a raw connection, the body
+/// written beside the reading, so a write the server stops reading cannot hide its answer
+/// (hyper's client reports the broken pipe instead). The answer must be JSON with a
+/// Content-Length; the connection is closed after it.
+pub async fn post_early_answer(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let writer = tokio::spawn(async move {
+        // Errors are the server having answered already: the answer says so.
+        let _ = write.write_all(head.as_bytes()).await;
+        let _ = write.write_all(&body).await;
+        write
+    });
+    let mut answer = Vec::new();
+    // A server closing with the body unread resets the connection after its answer: what was
+    // read before the reset is kept.
+    let read = tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 30 s");
+    if let Err(e) = read {
+        assert!(!answer.is_empty(), "reading the answer: {e}");
+    }
+    drop(writer.await);
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&answer)));
+    let head = String::from_utf8_lossy(&answer[..end]).into_owned();
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
+    let body = &answer[end + 4..];
+    let body = &body[..length.min(body.len())];
+    let json = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("answer is not JSON: {}", String::from_utf8_lossy(body)));
+    (StatusCode::from_u16(status).unwrap(), json)
+}
+
 /// A request, answered with its status, headers and body.
 pub async fn request_full(
     addr: SocketAddr,

@@ -375,6 +375,9 @@ async fn short_words_find_the_starts_of_words_first(pool: PgPool) {
         (2, "Ada Jolie", "ada.j@example.com"),
         (3, "Ana Mojo", "ana.m@example.com"),
         (4, "Joe Brown", "brownie@example.com"),
+        (5, "Bo Lee", "bo.lee@example.com"),
+        // Signed, and not an address: the text after the space still starts a word.
+        (6, "Zed Quill", "zed@x.com bob@y.com"),
     ] {
         p.deliver_body(purchase_by(
             &format!("sw-{n}"),
@@ -419,7 +422,12 @@ async fn short_words_find_the_starts_of_words_first(pool: PgPool) {
     );
     // An e-mail's domain starts no word: no name or address starts with "ex", so the
     // substring listing finds everyone at example.com.
-    assert_eq!(emails(&p.get_ok("/v1/customers?q=ex").await).len(), 4);
+    assert_eq!(emails(&p.get_ok("/v1/customers?q=ex").await).len(), 5);
+    // What follows a space starts a word, even after a domain.
+    assert_eq!(
+        emails(&p.get_ok("/v1/customers?q=bo").await),
+        ["bo.lee@example.com", "zed@x.com bob@y.com"]
+    );
     // Two short words: each starts a word of the same customer.
     assert_eq!(
         emails(&p.get_ok("/v1/customers?q=jo%20sm").await),
