@@ -47,11 +47,8 @@ pub(crate) const KEY: &str = "bench-api-key-7c2e91";
 const LOAD: &str = include_str!("load.sql");
 
 /// The words of the customers' names and e-mails, as the projector keeps them for the search's
-/// typo correction (`apply/sql/customers.rs`).
-const SEARCH_WORDS: &str = "INSERT INTO search_words (word) \
-    SELECT DISTINCT w FROM customers c, unnest(regexp_split_to_array(public.showpass_fold(\
-    coalesce(c.name, '') || ' ' || split_part(c.email, '@', 1)), '[^a-z]+')) AS w \
-    WHERE length(w) BETWEEN 3 AND 64 ON CONFLICT DO NOTHING";
+/// typo correction.
+const SEARCH_WORDS: &str = showpass_projector::apply::ALL_SEARCH_WORDS;
 
 /// One request of a workload: its API path, and the same query run directly.
 #[derive(Clone)]

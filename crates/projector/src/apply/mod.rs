@@ -22,6 +22,7 @@ pub(crate) use invoices::{Waiting, fold_events};
 pub use lanes::{apply_parallel, order_by_lane};
 use records::move_past;
 pub use records::{apply_records, apply_records_resilient};
+pub use sql::ALL_SEARCH_WORDS;
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -28,15 +28,30 @@ pub async fn recompute_customers(
     Ok(())
 }
 
-/// The words of these customers' names and e-mails, for the api's typo correction.
-const SEARCH_WORDS: &str = "
-INSERT INTO search_words (word)
+/// The words customers' names and e-mails are made of (folded, letters only, 3 to 64), to
+/// which a condition on the customers is added.
+macro_rules! words_of_customers {
+    ($and:literal) => {
+        concat!(
+            "INSERT INTO search_words (word)
 SELECT DISTINCT w
 FROM customers c,
     unnest(regexp_split_to_array(public.showpass_fold(coalesce(c.name, '') || ' ' || split_part(c.email, '@', 1)), '[^a-z]+')) AS w
-WHERE c.id = ANY($1) AND length(w) BETWEEN 3 AND 64
+WHERE length(w) BETWEEN 3 AND 64",
+            $and,
+            "
 ORDER BY w
-ON CONFLICT DO NOTHING";
+ON CONFLICT DO NOTHING"
+        )
+    };
+}
+
+/// The words of these customers' names and e-mails, for the api's typo correction.
+const SEARCH_WORDS: &str = words_of_customers!(" AND c.id = ANY($1)");
+
+/// The words of every customer's name and e-mail: for rows written by other means than the
+/// projector (the benchmark's bulk load).
+pub const ALL_SEARCH_WORDS: &str = words_of_customers!("");
 
 /// One customer's orders' net less refunds, per currency, refunds in another currency than
 /// their order's counted in their own: for the rare customer with several currencies.
