@@ -93,7 +93,10 @@ pub fn spawn_projector(
         .env("DATABASE_URL", database_url)
         .env("NATS_URL", nats_url)
         .env("NATS_SUBJECT_PREFIX", prefix)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_PROJECTOR_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))

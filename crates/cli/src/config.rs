@@ -271,7 +271,8 @@ pub struct ProjectorOnlyArgs {
         default_value_t = showpass_projector::DEFAULT_PARALLELISM
     )]
     pub parallelism: usize,
-    /// How long to wait for more events to fill a batch once one has arrived.
+    /// How long to wait for more events to fill a batch once one has arrived, while the stream
+    /// still holds more (a caught-up projector applies what it has at once).
     #[arg(long = "projector-batch-linger", env = "PROJECTOR_BATCH_LINGER", default_value = "10ms", value_parser = parse_duration)]
     pub batch_linger: Duration,
     /// Most unacknowledged events in flight from JetStream.

@@ -24,7 +24,8 @@ pub struct ProjectorConfig {
     /// How many PostgreSQL connections apply a batch's events at once (its lanes, see
     /// [`crate::apply_parallel`]); 1 applies each batch in one transaction.
     pub parallelism: usize,
-    /// How long to wait for more events to fill a batch once one has arrived.
+    /// How long to wait for more events to fill a batch once one has arrived, while the stream
+    /// still holds more (see [`crate::fill_batch`]).
     pub batch_linger: Duration,
     /// Most unacknowledged events the consumer hands out.
     pub max_ack_pending: i64,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use sqlx::PgConnection;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,11 @@ pub struct Continuity {
 /// linger time passes. Stops short (and says why) at a pull error, a message whose metadata
 /// cannot be read (it has no place in the stream, so it is neither applied nor acked), or a
 /// gap in the consumer's sequence; what came before still forms the batch.
+///
+/// The linger waits only for messages the stream already held: once a message says none were
+/// pending behind it (the consumer has caught up), the batch takes what has already arrived
+/// and no more. Waiting then would wait for deliveries not yet sent, and every live event
+/// would pay the whole linger; while a batch is applied, the next one gathers on its own.
 pub async fn fill_batch<S, E>(
     first: Result<jetstream::Message, E>,
     messages: &mut S,
@@ -57,6 +62,7 @@ where
         interrupted: None,
     };
     let deadline = Instant::now() + limits.linger;
+    let mut caught_up = false;
     let mut next = Some(first);
     loop {
         let item = match next.take() {
@@ -65,9 +71,16 @@ where
                 if filled.batch.full(&limits) {
                     break;
                 }
-                match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Ok(Some(item)) => item,
-                    Ok(None) | Err(_) => break,
+                let ready = if caught_up {
+                    messages.next().now_or_never()
+                } else {
+                    tokio::time::timeout_at(deadline, messages.next())
+                        .await
+                        .ok()
+                };
+                match ready {
+                    Some(Some(item)) => item,
+                    Some(None) | None => break,
                 }
             }
         };
@@ -78,8 +91,13 @@ where
                 break;
             }
         };
-        let (seq, consumer_seq, published) = match message.info() {
-            Ok(i) => (i.stream_sequence, i.consumer_sequence, i.published),
+        let (seq, consumer_seq, published, pending) = match message.info() {
+            Ok(i) => (
+                i.stream_sequence,
+                i.consumer_sequence,
+                i.published,
+                i.pending,
+            ),
             Err(e) => {
                 filled.interrupted = Some(format!(
                     "a message on {} has no readable stream metadata ({e})",
@@ -97,6 +115,7 @@ where
             break;
         }
         continuity.last_consumer_seq = Some(consumer_seq);
+        caught_up = pending == 0;
         filled.batch.push(
             stream_name,
             seq,

@@ -7,14 +7,22 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt as _;
 use showpass_payload::samples::SampleKind::{Purchase, Refund};
-use showpass_projector::{BatchLimits, Incoming, Meta, Pass, Source, apply_events, pass};
+use showpass_projector::{
+    Batch, BatchLimits, Continuity, Incoming, Meta, Pass, Source, apply_events, fill_batch, pass,
+};
 use showpass_testkit::*;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 /// Three purchases delivered through ingest, and the same three as a consumer hands them out.
 async fn three_messages(ingest: &TestIngest) -> Vec<jetstream::Message> {
-    for i in 1..=3 {
+    deliver_purchases(ingest, 1..=3).await;
+    pull_from(&consumer(ingest).await, 3).await
+}
+
+/// Purchases `T{i}` delivered through ingest, one per `i`.
+async fn deliver_purchases(ingest: &TestIngest, ids: std::ops::RangeInclusive<u32>) {
+    for i in ids {
         let (status, answer) = ingest
             .deliver(&sample_body(
                 Purchase,
@@ -25,23 +33,61 @@ async fn three_messages(ingest: &TestIngest) -> Vec<jetstream::Message> {
             .await;
         assert!(status.is_success(), "{answer}");
     }
-    let consumer = ingest
+}
+
+async fn consumer(ingest: &TestIngest) -> jetstream::consumer::Consumer<pull::Config> {
+    ingest
         .events()
         .await
         .create_consumer(pull::Config::default())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The next `n` messages the consumer hands out.
+async fn pull_from(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    n: usize,
+) -> Vec<jetstream::Message> {
     let messages: Vec<jetstream::Message> = consumer
         .fetch()
-        .max_messages(3)
+        .max_messages(n)
         .messages()
         .await
         .unwrap()
         .map(Result::unwrap)
         .collect()
         .await;
-    assert_eq!(messages.len(), 3);
+    assert_eq!(messages.len(), n);
     messages
+}
+
+/// How many messages a batch takes from `items`, followed by nothing ever again, with a
+/// linger of an hour: the answer comes only if the batch stops waiting on its own.
+async fn batch_taken_from(
+    ingest: &TestIngest,
+    items: impl futures::Stream<Item = Result<jetstream::Message, String>> + Unpin,
+) -> usize {
+    let mut items = items.chain(futures::stream::pending());
+    let first = items.next().await.unwrap();
+    let filled = tokio::time::timeout(
+        Duration::from_secs(30),
+        fill_batch(
+            first,
+            &mut items,
+            &ingest.config.nats.events_stream(),
+            Batch::new(Source::Events, 1),
+            BatchLimits {
+                linger: Duration::from_secs(3600),
+                ..BatchLimits::for_rebuild(1_000)
+            },
+            &mut Continuity::default(),
+        ),
+    )
+    .await
+    .expect("the batch waited for deliveries not yet sent");
+    assert_eq!(filled.interrupted, None);
+    filled.messages.len()
 }
 
 /// One pass of the projector's loop over exactly these pulled items.
@@ -86,6 +132,56 @@ async fn applied_orders(pool: &PgPool) -> Vec<String> {
 
 fn seq(m: &jetstream::Message) -> i64 {
     m.info().unwrap().stream_sequence as i64
+}
+
+/// Live traffic: the last message of the three says nothing is pending behind it, so the
+/// batch is applied at once instead of lingering for deliveries no one has sent yet (every
+/// live event paid the whole linger in its freshness).
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_caught_up_consumer_applies_at_once_instead_of_waiting_out_the_linger(_pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let items = three_messages(&ingest).await.into_iter().map(Ok);
+    assert_eq!(
+        batch_taken_from(&ingest, futures::stream::iter(items)).await,
+        3
+    );
+}
+
+/// Caught up after the first message, the batch still takes the two that had already
+/// arrived behind it: only the waiting stops.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_caught_up_batch_still_takes_what_has_already_arrived(_pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let consumer = consumer(&ingest).await;
+    deliver_purchases(&ingest, 1..=1).await;
+    let mut messages = pull_from(&consumer, 1).await;
+    assert_eq!(messages[0].info().unwrap().pending, 0);
+    deliver_purchases(&ingest, 2..=3).await;
+    messages.extend(pull_from(&consumer, 2).await);
+    let items = messages.into_iter().map(Ok);
+    assert_eq!(
+        batch_taken_from(&ingest, futures::stream::iter(items)).await,
+        3
+    );
+}
+
+/// Catching up: the first message says two more are in the stream, so the batch waits for
+/// them, however late they come (within the linger).
+#[sqlx::test(migrations = "../../migrations")]
+async fn messages_the_stream_still_holds_are_waited_for(_pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let [m1, m2, m3] = <[_; 3]>::try_from(three_messages(&ingest).await)
+        .ok()
+        .unwrap();
+    assert_eq!(m1.info().unwrap().pending, 2);
+    let late = futures::stream::once(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(m2)
+    });
+    let items = futures::stream::iter([Ok(m1)])
+        .chain(late)
+        .chain(futures::stream::iter([Ok(m3)]));
+    assert_eq!(batch_taken_from(&ingest, Box::pin(items)).await, 3);
 }
 
 /// A pull error part-way through a batch: what came before is applied, and the pass starts
