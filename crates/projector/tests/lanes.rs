@@ -149,3 +149,132 @@ async fn lanes_build_exactly_the_read_models_one_transaction_builds(pool: PgPool
         assert_eq!(rebuilt.len(), live.len());
     }
 }
+
+/// A deadlock that runs through a lane, made on purpose: a stranger holds a customer's row
+/// that a lane is about to update, and then asks for a lock that lane holds. PostgreSQL
+/// breaks the cycle by aborting the lane (40P01; the stranger's `deadlock_timeout` is set long
+/// so that the lane's check comes first). The lane is applied again once the stranger is
+/// gone: every event is applied once, the customer's totals count both orders, and the
+/// checkpoint reaches the batch's end.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_lane_that_loses_a_deadlock_is_applied_again_and_nothing_twice(pool: PgPool) {
+    let stream = "T_EVENTS";
+    let body_for = |seq: u64, email: &str| {
+        edit(
+            &sample_body(Purchase, &format!("u-{seq}"), &format!("T{seq}"), "20"),
+            |v| v["data"]["customer_email"] = email.into(),
+        )
+    };
+    let push = |batch: &mut Batch, seq: u64, body: &[u8]| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Showpass-Delivery-Id",
+            uuid::Uuid::new_v4().to_string().as_str(),
+        );
+        batch.push(stream, seq, Some(&headers), chrono::Utc::now(), body);
+    };
+    let mut first = connect(&pool).await;
+    let mut earlier = Batch::new(Source::Events, 1);
+    push(&mut earlier, 1, &body_for(1, "hot@example.com"));
+    earlier.apply(&mut first, &mut [], stream).await.unwrap();
+
+    let mut batch = Batch::new(Source::Events, 2);
+    push(&mut batch, 2, &body_for(2, "hot@example.com"));
+    for seq in 3..=80 {
+        push(
+            &mut batch,
+            seq,
+            &body_for(seq, &format!("buyer{seq}@example.com")),
+        );
+    }
+    let mut stranger = connect(&pool).await;
+    let stranger_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut stranger)
+        .await
+        .unwrap();
+    sqlx::query("SET deadlock_timeout = '60s'")
+        .execute(&mut stranger)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut stranger).await.unwrap();
+    sqlx::query("SELECT 1 FROM customers WHERE email = 'hot@example.com' FOR UPDATE")
+        .execute(&mut stranger)
+        .await
+        .unwrap();
+
+    let mut second = connect(&pool).await;
+    let applying = tokio::spawn(async move {
+        let r = batch
+            .apply(&mut first, std::slice::from_mut(&mut second), stream)
+            .await;
+        (r, [first, second])
+    });
+
+    // The lane that waits for the stranger's row, and a lock it holds.
+    let mut waiting = None;
+    for _ in 0..400 {
+        waiting = sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(stranger_pid)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if waiting.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let lane = waiting.expect("a lane waits for the stranger's row");
+    let held: i64 = sqlx::query_scalar(
+        "SELECT (classid::int8 << 32) | objid::int8 FROM pg_locks
+         WHERE pid = $1 AND locktype = 'advisory' AND objsubid = 1
+           AND mode = 'ExclusiveLock' AND granted
+         LIMIT 1",
+    )
+    .bind(lane)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // Waits until PostgreSQL aborts the lane, which frees the lock.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(held)
+        .execute(&mut stranger)
+        .await
+        .unwrap();
+    sqlx::query("COMMIT").execute(&mut stranger).await.unwrap();
+
+    let (applied, lanes) = applying.await.unwrap();
+    let tally = applied.expect("the lane that lost is applied again");
+    assert_eq!(tally.applied, 79);
+    // The lanes' backends report their statistics (the deadlock) when next idle.
+    for mut conn in lanes {
+        sqlx::query("SELECT pg_stat_force_next_flush()")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("SELECT 1").execute(&mut conn).await.unwrap();
+    }
+    let mut deadlocks = 0_i64;
+    for _ in 0..100 {
+        deadlocks = sqlx::query_scalar(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if deadlocks > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(deadlocks, 1, "PostgreSQL broke one deadlock");
+    assert_eq!(orders(&pool).await, 80);
+    let hot: i32 =
+        sqlx::query_scalar("SELECT orders_count FROM customers WHERE email = 'hot@example.com'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(hot, 2, "both of the customer's orders, each once");
+    assert_eq!(checkpoint(&pool, stream).await, 80);
+}
