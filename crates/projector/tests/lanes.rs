@@ -278,3 +278,69 @@ async fn a_lane_that_loses_a_deadlock_is_applied_again_and_nothing_twice(pool: P
     assert_eq!(hot, 2, "both of the customer's orders, each once");
     assert_eq!(checkpoint(&pool, stream).await, 80);
 }
+
+/// A rebuild's swap (or an erasure) holds the swap lock, exclusive: a batch split into lanes
+/// waits for it before its first lane, so the swap never sees lanes committed and the
+/// checkpoint before them. Without the batch's own hold on the lock, the lanes committed under
+/// the swap and only the checkpoint waited.
+#[sqlx::test(migrations = "../../migrations")]
+async fn no_lane_commits_while_a_swap_holds_the_swap_lock(pool: PgPool) {
+    let stream = "T_EVENTS";
+    let mut batch = Batch::new(Source::Events, 2);
+    for seq in 1..=80 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Showpass-Delivery-Id",
+            uuid::Uuid::new_v4().to_string().as_str(),
+        );
+        let body = edit(
+            &sample_body(Purchase, &format!("u-{seq}"), &format!("T{seq}"), "20"),
+            |v| v["data"]["customer_email"] = format!("buyer{seq}@example.com").into(),
+        );
+        batch.push(stream, seq, Some(&headers), chrono::Utc::now(), &body);
+    }
+    let mut swap = connect(&pool).await;
+    let swap_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut swap)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(showpass_projector::SWAP_LOCK)
+        .execute(&mut swap)
+        .await
+        .unwrap();
+
+    let (mut first, mut second) = (connect(&pool).await, connect(&pool).await);
+    let applying = tokio::spawn(async move {
+        batch
+            .apply(&mut first, std::slice::from_mut(&mut second), stream)
+            .await
+    });
+    let mut blocked = false;
+    for _ in 0..400 {
+        blocked = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))",
+        )
+        .bind(swap_pid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if blocked {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(blocked, "the batch waits for the swap");
+    assert_eq!(orders(&pool).await, 0, "no lane committed under the swap");
+    assert_eq!(checkpoint(&pool, stream).await, 0);
+
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(showpass_projector::SWAP_LOCK)
+        .execute(&mut swap)
+        .await
+        .unwrap();
+    let tally = applying.await.unwrap().unwrap();
+    assert_eq!(tally.applied, 80);
+    assert_eq!(orders(&pool).await, 80);
+    assert_eq!(checkpoint(&pool, stream).await, 80);
+}
