@@ -72,7 +72,10 @@ where
                     break;
                 }
                 let ready = if caught_up {
-                    messages.next().now_or_never()
+                    // Unconstrained: a message already in the channel is ready even when the
+                    // task's cooperative budget is spent (acking the last batch spends it), or
+                    // a batch would end at whatever budget was left.
+                    tokio::task::unconstrained(messages.next()).now_or_never()
                 } else {
                     tokio::time::timeout_at(deadline, messages.next())
                         .await

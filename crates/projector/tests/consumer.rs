@@ -165,6 +165,50 @@ async fn a_caught_up_batch_still_takes_what_has_already_arrived(_pool: PgPool) {
     );
 }
 
+/// Caught up, then not: a message that says more are pending behind it (published since)
+/// makes the batch wait again, within the same linger.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_message_with_more_behind_it_makes_a_caught_up_batch_wait_again(_pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let consumer = consumer(&ingest).await;
+    deliver_purchases(&ingest, 1..=1).await;
+    let mut messages = pull_from(&consumer, 1).await;
+    deliver_purchases(&ingest, 2..=3).await;
+    messages.extend(pull_from(&consumer, 2).await);
+    let [m1, m2, m3] = <[_; 3]>::try_from(messages).ok().unwrap();
+    assert_eq!(
+        (m1.info().unwrap().pending, m2.info().unwrap().pending),
+        (0, 1)
+    );
+    let late = futures::stream::once(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(m3)
+    });
+    let items = futures::stream::iter([Ok(m1), Ok(m2)]).chain(late);
+    assert_eq!(batch_taken_from(&ingest, Box::pin(items)).await, 3);
+}
+
+/// 200 messages, each caught up when it was handed out, all waiting in a channel: the batch
+/// takes every one, though a task's cooperative budget (128 channel receives per poll) ends
+/// long before; a message in the channel is ready whatever the budget.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_caught_up_batch_takes_more_ready_messages_than_a_tasks_budget(_pool: PgPool) {
+    let ingest = TestIngest::start().await;
+    let consumer = consumer(&ingest).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 1..=200 {
+        deliver_purchases(&ingest, i..=i).await;
+        let [m] = <[_; 1]>::try_from(pull_from(&consumer, 1).await)
+            .ok()
+            .unwrap();
+        assert_eq!(m.info().unwrap().pending, 0);
+        tx.send(Ok(m)).unwrap();
+    }
+    let items =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    assert_eq!(batch_taken_from(&ingest, Box::pin(items)).await, 200);
+}
+
 /// Catching up: the first message says two more are in the stream, so the batch waits for
 /// them, however late they come (within the linger).
 #[sqlx::test(migrations = "../../migrations")]
