@@ -29,6 +29,29 @@ async fn orders(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
+/// `count` simulated deliveries through ingest, projected live over `parallelism` lanes in
+/// batches of up to `batch_size`, until caught up; the projector is stopped, ingest returned.
+async fn project_live(
+    pool: &PgPool,
+    sim: SimConfig,
+    count: usize,
+    parallelism: usize,
+    batch_size: usize,
+) -> TestIngest {
+    let ingest = TestIngest::start().await;
+    let projector = TestProjector::start(&ingest, pool, |c| {
+        c.parallelism = parallelism;
+        c.batch_size = batch_size;
+    });
+    for d in Simulator::new(sim).take(count) {
+        let (status, answer) = ingest.deliver(&d.body).await;
+        assert!(status.is_success(), "{answer}");
+    }
+    caught_up(&ingest, pool).await;
+    projector.stop().await;
+    ingest
+}
+
 /// 80 purchases by 80 customers, split over two lanes. The second lane's connection dies: the first lane's
 /// orders stand, and the checkpoint does not move past the second's. Applied again, the
 /// batch applies the second lane's events and knows the first's.
@@ -102,24 +125,14 @@ async fn a_lane_that_fails_holds_the_checkpoint_and_the_batch_applies_again_once
 /// four, the read models are the same row for row.
 #[sqlx::test(migrations = "../../migrations")]
 async fn lanes_build_exactly_the_read_models_one_transaction_builds(pool: PgPool) {
-    let ingest = TestIngest::start().await;
-    let projector = TestProjector::start(&ingest, &pool, |c| {
-        c.parallelism = 4;
-        c.batch_size = 200;
-    });
-    let mut sim = Simulator::new(SimConfig {
+    let sim = SimConfig {
         seed: 17,
         organizations: 1,
         shows_per_organization: 2,
         ticket_types_per_show: 2,
         customers: 25,
-    });
-    for d in sim.by_ref().take(1_200) {
-        let (status, answer) = ingest.deliver(&d.body).await;
-        assert!(status.is_success(), "{answer}");
-    }
-    caught_up(&ingest, &pool).await;
-    projector.stop().await;
+    };
+    let ingest = project_live(&pool, sim, 1_200, 4, 200).await;
     let live = snapshot(&pool).await;
     assert!(
         live.iter()
@@ -364,24 +377,14 @@ async fn no_lane_commits_while_a_swap_holds_the_swap_lock(pool: PgPool) {
 /// again.
 #[sqlx::test(migrations = "../../migrations")]
 async fn the_daily_and_monthly_tiers_are_the_roll_up_of_the_cells(pool: PgPool) {
-    let ingest = TestIngest::start().await;
-    let projector = TestProjector::start(&ingest, &pool, |c| {
-        c.parallelism = 2;
-        c.batch_size = 100;
-    });
-    let mut sim = Simulator::new(SimConfig {
+    let sim = SimConfig {
         seed: 23,
         organizations: 2,
         shows_per_organization: 2,
         ticket_types_per_show: 2,
         customers: 30,
-    });
-    for d in sim.by_ref().take(600) {
-        let (status, answer) = ingest.deliver(&d.body).await;
-        assert!(status.is_success(), "{answer}");
-    }
-    caught_up(&ingest, &pool).await;
-    projector.stop().await;
+    };
+    project_live(&pool, sim, 600, 2, 100).await;
     for &grain in showpass_payload::vocab::Grain::ALL {
         for tier in showpass_payload::vocab::Tier::COARSER {
             let rollup = grain.rollup_sql(tier);
